@@ -1,0 +1,1 @@
+"""zse.models.baselines"""
