@@ -3,7 +3,15 @@
 2D metrics take (Y, X) planes or vertical sections (Z, X)/(Z, Y); stack helpers take (Z, Y, X).
 """
 
-from .focus import FM_T_MATCHED, FM_T_PAPER, average_gradient, delta_dom, fm, gradient_histogram, gradient_magnitude
+from .focus import (
+    FM_T_MATCHED,
+    FM_T_PAPER,
+    average_gradient,
+    delta_dom,
+    fm,
+    gradient_histogram,
+    gradient_magnitude,
+)
 from .information import entropy, hellinger, mutual_information
 from .piqe import PiqeResult, im2double, piqe, piqe_details
 from .reference import mse, pearson, psnr, rmse, ssim, ssim_map

@@ -79,7 +79,7 @@ def delta_dom(
     data_range: float | None = None,
     width: int = 2,
     sharpness_threshold: float = 2.0,
-    edge_threshold: float = 0.0001,
+    edge_threshold: float = 0.1,
 ) -> float:
     """ΔDoM sharpness (Kumar, Chen & Doermann, "Sharpness estimation for document and scene images",
     ICPR 2012).
@@ -88,7 +88,10 @@ def delta_dom(
       1. I = image / data_range (so thresholds are on a [0, 1] scale); Im = 3×3 median filter of I.
       2. Difference of differences with step 2: ΔDoM_x(i, j) = Im(i, j+2) − 2·Im(i, j) + Im(i, j−2).
       3. S_x(i, j) = Σ_{|k|≤w} |ΔDoM_x(i, j+k)| / Σ_{|k|≤w} |I(i, j+k) − I(i, j+k−1)|, w = `width`.
-      4. Edge pixels: |Sobel_x(I)| > edge_threshold; an edge pixel is sharp if S_x ≥ `sharpness_threshold`.
+      4. Edge pixels: |Sobel_x(I)| > edge_threshold (scipy's unnormalised 3×3 Sobel, ≈ 8× the slope
+         per pixel: 0.1 ↔ 3.2 grey levels/px in 8 bit); an edge pixel is sharp if S_x ≥ `sharpness_threshold`.
+         The edge threshold is our choice: with a tiny one (1e−4, used by some re-implementations) the
+         1/255 quantisation steps in smooth regions count as sharp edges and blur can raise the score.
       5. R_x = #sharp edge pixels / #edge pixels (0 when there are no edges).
     Score = √(R_x² + R_y²) ∈ [0, √2]; higher is sharper. Very sensitive to noise (field notes).
 
