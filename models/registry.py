@@ -1,0 +1,87 @@
+"""Model registry: a plain dict of names to factory builders, and `resolve()` for names and paths.
+
+`resolve(spec)` accepts
+- a registry name (`zse models` lists them),
+- a path to a zse checkpoint (`.pt`, loaded with `torch.load(weights_only=True)` only),
+- a path to an exported PyTorch program (`.pt2`, `torch.export.save`) mapping float32
+  (N, 1, Z, Y, X) in [-1, 1] to the same shape, with a dynamic batch dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zse.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def _identity() -> Any:
+    from zse.models.baselines.identity import IdentityFactory
+
+    return IdentityFactory()
+
+
+def _rl_deconv() -> Any:
+    from zse.models.baselines.rl_deconv import RLDeconvFactory
+
+    return RLDeconvFactory()
+
+
+def _bundled(filename: str) -> Callable[[], Any]:
+    def build() -> Any:
+        from zse.models.checkpoint import CheckpointFactory
+
+        path = WEIGHTS_DIR / filename
+        if not path.exists():
+            raise ModelError(f"the bundled weights {path} are missing from this installation")
+        return CheckpointFactory(path, name=filename.removesuffix(".pt"))
+
+    return build
+
+
+# name -> (builder, one-line description). The first trained model listed is the default.
+REGISTRY: dict[str, tuple[Callable[[], Any], str]] = {
+    "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs (bundled)"),
+    "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
+    "identity": (_identity, "returns the input unchanged (for checks)"),
+}
+
+DEFAULT_MODEL = "zse-gan"
+
+
+def available() -> dict[str, str]:
+    """Registry names whose model can be built here, with their descriptions."""
+    out = {}
+    for name, (_, desc) in REGISTRY.items():
+        if name.startswith("zse-gan") and not (WEIGHTS_DIR / f"{name}.pt").exists():
+            continue
+        out[name] = desc
+    return out
+
+
+def best_model() -> str:
+    """The best model this installation has: the bundled trained model if present, else rl-deconv."""
+    return DEFAULT_MODEL if DEFAULT_MODEL in available() else "rl-deconv"
+
+
+def resolve(spec: str) -> Any:
+    """A PredictorFactory (see zse.pipeline.infer) for a registry name or a model file path."""
+    if spec in REGISTRY:
+        return REGISTRY[spec][0]()
+    path = Path(spec)
+    if path.suffix == ".pt2":
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found")
+        from zse.models.export import ExportedProgramFactory
+
+        return ExportedProgramFactory(path)
+    if path.exists():
+        if not path.is_file():
+            raise ModelError(f"model {path} is a directory; expected a zse checkpoint (.pt) or an exported program (.pt2)")
+        from zse.models.checkpoint import CheckpointFactory
+
+        return CheckpointFactory(path)
+    raise ModelError(f"unknown model {spec!r}: neither a registry name ({', '.join(REGISTRY)}) nor an existing file")

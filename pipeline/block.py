@@ -1,0 +1,156 @@
+"""Stage 4–6 of the pipeline for one block: the body of one Dask task.
+
+read (with its halo, reflect-padded about the volume edges) → cut lattice tiles → batched model calls on
+the device → weighted accumulation (Merger) → quantise → write the block's own aligned region → mark done.
+
+Tiles are visited in row-major lattice order and every model call gets exactly `batch_size` tiles (the
+last batch is padded by repeating its last tile), so each tile's result, and each pixel's float sum, is
+the same whatever the block size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from zse.errors import InputError
+from zse.pipeline.blend import Merger, weights_2d
+from zse.pipeline.geometry import Block, Box, Lattice, reflect_indices
+from zse.pipeline.infer import PredictorFactory, get_predictor
+from zse.pipeline.intensity import from_unit, to_unit
+from zse.pipeline.plan import mark_done
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """Everything one block task needs; small and picklable.
+
+    source_array, output_array: paths of the level-0 zarr arrays (axes zyx or czyx).
+    tissue: for each tile of `block.tiles`, whether it contains tissue (False tiles are not run).
+    """
+
+    source_array: str
+    output_array: str
+    output_root: str
+    block: Block
+    lattice: Lattice
+    dtype: str
+    factory: PredictorFactory
+    device: str
+    batch_size: int
+    tissue: tuple[bool, ...]
+
+
+def _open(path: str, mode: str) -> zarr.Array:
+    # Opened per task (cheap: one metadata read), never cached: an output may be re-created between runs.
+    return zarr.open_array(path, mode=mode)  # type: ignore[arg-type]
+
+
+def read_region(array: zarr.Array, box: Box, label: str = "input") -> np.ndarray:
+    """Read `box` (may exceed the volume) of a (…, Z, Y, X) array with reflect padding; returns (…, Z, by, bx)."""
+    ny, nx = array.shape[-2:]
+    iy = reflect_indices(box.y0, box.y1, ny)
+    ix = reflect_indices(box.x0, box.x1, nx)
+    y0, y1, x0, x1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
+    try:
+        data = np.asarray(array[..., y0:y1, x0:x1])
+    except Exception as exc:
+        raise InputError(f"cannot read {label} region y {y0}:{y1}, x {x0}:{x1} of {array.store}: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return data[..., iy - y0, :][..., ix - x0]
+
+
+def predict_block(
+    data: torch.Tensor,
+    read_box: Box,
+    write_box: Box,
+    lattice: Lattice,
+    tiles: tuple[tuple[int, int], ...],
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model output over `write_box` from tiles cut out of `data`.
+
+    data: float32 (Z, RY, RX) in [-1, 1] covering `read_box`, on the predictor's device.
+    Returns (values float32 (Z, WY, WX), covered bool (WY, WX)); uncovered pixels (no tile run) are 0.
+    """
+    n_planes = data.shape[0]
+    merger = Merger(write_box, n_planes, torch.from_numpy(weights_2d(lattice)), device=data.device)
+    boxes = [lattice.tile_box(i, j) for i, j in tiles]
+    batch_size = max(1, batch_size)
+    start = 0
+    while start < len(boxes):
+        chunk = boxes[start : start + batch_size]
+        batch = torch.stack([data[(slice(None), *b.slices(origin=read_box))] for b in chunk])
+        pad = batch_size - len(chunk)
+        if pad:
+            batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
+        try:
+            out = predictor(batch[:, None])
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size //= 2  # back off; later batches use the smaller size
+            continue
+        if out.shape != batch[:, None].shape:
+            raise InputError(f"the model returned shape {tuple(out.shape)} for input {tuple(batch[:, None].shape)}; "
+                             "zse models must map (N, 1, Z, Y, X) to the same shape")
+        for k, b in enumerate(chunk):
+            merger.add(out[k, 0].float(), b)
+        start += len(chunk)
+    return merger.finalize()
+
+
+def process_block(task: BlockTask) -> dict[str, int | str]:
+    """Run one block end to end; returns a small summary. Idempotent: rerunning rewrites the same shard."""
+    src = _open(task.source_array, "r")
+    dst = _open(task.output_array, "r+")
+    block = task.block
+    run_tiles = tuple(t for t, has in zip(block.tiles, task.tissue, strict=True) if has)
+    wy, wx = block.write_box.slices()
+    if not run_tiles:
+        dst[..., wy, wx] = read_region(src, block.write_box)
+        mark_done(task.output_root, 0, block.index, "skipped")
+        return {"state": "skipped", "tiles": 0, "tiles_skipped": len(block.tiles)}
+    # Read only the union of the tiles we run (plus the write box, for copy-through pixels).
+    rbox = block.write_box
+    for t in run_tiles:
+        rbox = rbox.union(task.lattice.tile_box(*t))
+    raw = read_region(src, rbox)
+    predictor = get_predictor(task.factory, task.device)
+    device = torch.device(task.device)
+    raw_t = torch.from_numpy(raw.astype(np.int32) if raw.dtype == np.uint16 else raw)
+    if device.type == "cuda":
+        raw_t = raw_t.pin_memory().to(device, non_blocking=True)
+    channels = raw_t[None] if raw_t.ndim == 3 else raw_t
+    results = []
+    with torch.inference_mode():
+        for c in range(channels.shape[0]):
+            data = to_unit(channels[c], task.dtype)
+            values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size)
+            inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
+            values = torch.where(covered[None], values, inp)
+            results.append(from_unit(values, task.dtype).cpu().numpy())
+    out = np.stack(results) if raw.ndim == 4 else results[0]
+    dst[..., wy, wx] = out.astype(task.dtype, copy=False)
+    mark_done(task.output_root, 0, block.index, "done")
+    return {"state": "done", "tiles": len(run_tiles), "tiles_skipped": len(block.tiles) - len(run_tiles)}
+
+
+def process_level_region(src_array: str, dst_array: str, output_root: str, level: int, index: tuple[int, int], box: Box) -> str:
+    """One pyramid task: level `level` region `box` from level `level − 1`; marks it done."""
+    from zse.pipeline.pyramid import write_level_region
+
+    write_level_region(_open(src_array, "r"), _open(dst_array, "r+"), box)
+    mark_done(output_root, level, index, "done")
+    return "done"
+
+
+def output_arrays(out_path: str | Path, level: int) -> str:
+    return str(Path(out_path) / str(level))

@@ -1,0 +1,198 @@
+"""The pipeline composed: plan the blocks, run them on a Dask client, build the pyramid, finalise.
+
+This is the only module that talks to Dask. It receives a `distributed.Client` (built by
+zse.workflows.cluster, never here) or None to run every task in this process, one after another.
+One task per block reads its own halo and writes its own aligned shard; the pyramid follows level by
+level; the OME metadata is written last, so only a finished run is a valid image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from zse import __version__
+from zse.errors import ConfigError, OutputError
+from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
+from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
+from zse.pipeline.infer import PredictorFactory
+from zse.pipeline.ngff import SourceImage
+from zse.pipeline.options import EnhanceOptions
+from zse.pipeline.plan import (
+    check_resume,
+    done_states,
+    run_record,
+    tissue_map,
+    write_run_record,
+)
+from zse.pipeline.write import OutputSpec, create_output, finalize_output
+
+
+@dataclass
+class RunSummary:
+    """What a run did. Voxel rates count level-0 output voxels (all blocks, or only processed ones)."""
+
+    blocks_total: int = 0
+    blocks_done: int = 0
+    blocks_skipped: int = 0
+    blocks_already_done: int = 0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    pyramid_tasks: int = 0
+    wall_s: float = 0.0
+    voxels: int = 0
+    voxels_processed: int = 0
+    margin: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voxels_per_s(self) -> float:
+        return self.voxels / self.wall_s if self.wall_s > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"blocks: {self.blocks_done} enhanced, {self.blocks_skipped} background (copied through), "
+            f"{self.blocks_already_done} already done, of {self.blocks_total}",
+            f"tiles: {self.tiles_run} run, {self.tiles_skipped} background; pyramid tasks: {self.pyramid_tasks}",
+            f"wall time {self.wall_s:.1f} s; {self.voxels_per_s / 1e6:.2f} Mvoxel/s over the whole slide",
+        ]
+
+
+def default_margin(factory: PredictorFactory, overlap: int) -> int:
+    """The model's receptive radius when known and it fits (≤ overlap/2); else overlap/2."""
+    m = getattr(factory, "margin_px", None)
+    if m is None:
+        return overlap // 2
+    return min(int(m), overlap // 2)
+
+
+def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions) -> tuple[Lattice, list[Block], dict[str, Any]]:
+    """Lattice, blocks and the run record for `source` with `options`."""
+    margin = options.margin if options.margin is not None else default_margin(factory, options.overlap)
+    shape_yx = source.meta.shape[-2:]
+    lattice = Lattice(shape_yx=(int(shape_yx[0]), int(shape_yx[1])), tile=options.tile, overlap=options.overlap, margin=margin)
+    blocks = make_blocks(lattice, options.resolved_block())
+    record = run_record(
+        source,
+        {"name": factory.name, "checksum": factory.checksum},
+        {"tile": options.tile, "overlap": options.overlap, "margin": margin, "block": options.resolved_block(),
+         "ngff": options.ngff, "skip_background": options.skip_background,
+         "tissue_threshold": options.tissue_threshold if options.skip_background else None},
+    )
+    return lattice, blocks, record
+
+
+def _gather(client: Any, fn: Callable[..., Any], argsets: Iterable[tuple[Any, ...]], *, desc: str, progress: bool,
+            resources: dict[str, float] | None, on_result: Callable[[Any], None]) -> None:
+    argsets = list(argsets)
+    bar = tqdm(total=len(argsets), desc=desc, unit="task", disable=not progress, dynamic_ncols=True)
+    try:
+        if client is None:
+            for args in argsets:
+                on_result(fn(*args))
+                bar.update(1)
+            return
+        from distributed import as_completed
+
+        futures = [client.submit(fn, *args, pure=False, retries=2, resources=resources) for args in argsets]
+        try:
+            for fut in as_completed(futures):
+                on_result(fut.result())
+                bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    finally:
+        bar.close()
+
+
+def run_enhance(
+    source: SourceImage,
+    out_path: str | Path,
+    factory: PredictorFactory,
+    options: EnhanceOptions,
+    *,
+    client: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    resources: dict[str, float] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> RunSummary:
+    """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring."""
+    t0 = time.perf_counter()
+    out_path = Path(out_path)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: resume keeps finished blocks, overwrite deletes them")
+    lattice, blocks, record = plan_run(source, factory, options)
+    meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
+    spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
+    if resume:
+        if not out_path.exists():
+            raise OutputError(f"{out_path} does not exist, so there is nothing to resume; run without --resume")
+        check_resume(out_path, record)
+        import zarr
+
+        group = zarr.open_group(str(out_path), mode="r+")
+    else:
+        if out_path.resolve() == Path(source.path).resolve() or out_path.resolve() == Path(source.image_path).resolve():
+            raise OutputError(f"output {out_path} is the input; zse never writes to its input")
+        group = create_output(out_path, spec, overwrite=overwrite)
+        write_run_record(out_path, record)
+
+    summary = RunSummary(blocks_total=len(blocks), margin=lattice.margin)
+    done0 = done_states(out_path, 0) if resume else {}
+    pending = [b for b in blocks if b.index not in done0]
+    summary.blocks_already_done = len(blocks) - len(pending)
+    if options.skip_background:
+        tmap = tissue_map(source, options.tissue_threshold)
+        tissue_of = {t: tmap.tile_has_tissue(lattice, *t) for b in pending for t in b.tiles}
+    else:
+        tissue_of = {t: True for b in pending for t in b.tiles}
+    src_array = str(Path(source.image_path) / source.level_paths[0])
+    tasks = [
+        (BlockTask(source_array=src_array, output_array=output_arrays(out_path, 0), output_root=str(out_path), block=b,
+                   lattice=lattice, dtype=meta.dtype, factory=factory, device=options.device,
+                   batch_size=options.resolved_batch(), tissue=tuple(tissue_of[t] for t in b.tiles)),)
+        for b in pending
+    ]
+
+    def on_block(res: dict[str, Any]) -> None:
+        if res["state"] == "skipped":
+            summary.blocks_skipped += 1
+        else:
+            summary.blocks_done += 1
+        summary.tiles_run += int(res["tiles"])
+        summary.tiles_skipped += int(res["tiles_skipped"])
+
+    _gather(client, process_block, tasks, desc="enhance", progress=progress, resources=resources, on_result=on_block)
+
+    for level in range(1, len(spec.shapes)):
+        done_l = done_states(out_path, level) if resume else {}
+        shape = spec.shapes[level]
+        ncols = -(-shape[-1] // spec.block)
+        argsets = []
+        for k, box in enumerate(block_grid(shape[-2:], spec.block)):
+            index = (k // ncols, k % ncols)
+            if index not in done_l:
+                argsets.append((output_arrays(out_path, level - 1), output_arrays(out_path, level), str(out_path), level, index, box))
+        summary.pyramid_tasks += len(argsets)
+        _gather(client, process_level_region, argsets, desc=f"pyramid level {level}", progress=progress, resources=None,
+                on_result=lambda _: None)
+
+    summary.wall_s = time.perf_counter() - t0
+    z = meta.shape_zyx[0] * meta.n_channels
+    summary.voxels = z * meta.shape[-2] * meta.shape[-1]
+    summary.voxels_processed = summary.voxels  # refined by callers that need it
+    finalize_output(group, spec, name=meta.name, attrs={
+        "provenance": {"zse_version": __version__, "model": record["model"], "options": record["options"],
+                       "input": record["input"], **(provenance or {})},
+        "summary": {"blocks_total": summary.blocks_total, "blocks_enhanced": summary.blocks_done,
+                    "blocks_skipped": summary.blocks_skipped, "tiles_run": summary.tiles_run},
+    })
+    return summary

@@ -1,0 +1,68 @@
+"""`zse enhance IN OUT --model M`: the whole-slide enhancement job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zse.errors import ConfigError
+from zse.workflows.cluster import cluster_options, open_client, task_resources
+
+
+def check_device(device: str) -> None:
+    """Refuse --device cuda where no GPU is visible, with what to do instead."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is visible here (torch {torch.__version__}); use --device cpu")
+
+
+@click.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("--model", "model", default=None, help="Registry name (see `zse models`), zse checkpoint (.pt) or exported program (.pt2). Default: the best bundled model.")
+@click.option("--tile", default=128, show_default=True, help="Tile side in pixels (y, x); tiles span all z planes.")
+@click.option("--overlap", default=32, show_default=True, help="Pixels shared by neighbouring tiles.")
+@click.option("--margin", type=int, default=None, help="Zero-weight pixels at each tile edge (default: the model's receptive radius, at most overlap/2).")
+@click.option("--block", type=int, default=None, help="y-x side of one Dask task and output shard (default 1024 on CPU, 4096 on GPU).")
+@click.option("--batch-size", type=int, default=None, help="Tiles per model call (default 4 on CPU, 16 on GPU; halves itself on GPU out-of-memory).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1 on CPU, one per GPU). 0 runs every block in this process, without Dask.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--ngff", type=click.Choice(["0.5", "0.4"]), default="0.5", show_default=True, help="Output OME-Zarr version (0.4 for QuPath, MoBIE, Fiji).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run: only blocks not marked done are processed.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@click.option("--skip-background/--no-skip-background", default=True, show_default=True, help="Copy tiles without tissue through instead of running the model.")
+@click.option("--tissue-threshold", type=float, default=0.08, show_default=True, help="A low-res pixel is tissue when darker than (1 − t) × background.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@cluster_options
+def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int, margin: int | None,
+            block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
+            overwrite: bool, skip_background: bool, tissue_threshold: float, quiet: bool, cluster_opts: dict[str, Any]) -> None:
+    """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
+    from zse.models.registry import best_model, resolve
+    from zse.pipeline.ngff import open_image
+    from zse.pipeline.options import make_options
+    from zse.pipeline.run import run_enhance
+
+    opts = make_options(tile=tile, overlap=overlap, margin=margin, block=block, batch_size=batch_size, device=device,
+                        ngff=ngff, skip_background=skip_background, tissue_threshold=tissue_threshold)
+    check_device(device)
+    source = open_image(input_path)
+    if output_path.exists() and not (resume or overwrite):
+        raise ConfigError(f"{output_path} already exists; pass --overwrite to replace it, or --resume to finish an interrupted run")
+    model_spec = model or best_model()
+    factory = resolve(model_spec)
+    provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
+    if workers == 0:
+        summary = run_enhance(source, output_path, factory, opts, client=None, resume=resume, overwrite=overwrite,
+                              progress=not quiet, provenance=provenance)
+    else:
+        with open_client(device=device, workers=workers, **cluster_opts) as client:
+            summary = run_enhance(source, output_path, factory, opts, client=client, resume=resume, overwrite=overwrite,
+                                  progress=not quiet, resources=task_resources(client), provenance=provenance)
+    for line in [f"zse enhance: {input_path} -> {output_path} (model {factory.name}, margin {summary.margin})", *summary.lines()]:
+        click.echo(line, err=True)
