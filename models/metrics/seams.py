@@ -3,15 +3,18 @@
 Lines and positions: a "line at position p" along an axis of length n is the boundary between pixel
 p − 1 and pixel p (0 < p < n). The gradient across it is the forward difference |I[p] − I[p − 1]|.
 
-The zse tile lattice (pipeline geometry): tile size T, overlap O, stride S = T − O, margin m; tile i
-covers [i·S − m, i·S − m + T) in y and in x, anchored at the volume origin. `lattice_lines` returns,
-inside (0, n):
+The zse tile lattice (`zse.pipeline.geometry.Lattice`): tile size T, overlap O, stride S = T − O,
+margin m; tile i covers [i·S − m, i·S − m + T) in y and in x, anchored at the volume origin. Its core
+(non-zero blending weight) is [i·S, i·S + T − 2m); neighbouring cores overlap on the blending zone
+[(i+1)·S, i·S + T − 2m) of width O − 2m where the weights ramp (`zse.pipeline.blend`).
+`lattice_lines` returns, inside (0, n), for every i:
 
-- "edges": both edges of every tile, i·S − m and i·S − m + T — where a tile's contribution starts
-  and stops, i.e. the two borders of every blending (overlap) zone;
-- "centres": the middle of every overlap zone, i·S − m + T − ⌊O/2⌋ (tile i overlaps tile i + 1 on
-  [(i+1)·S − m, i·S − m + T)) — where overlap-and-crop stitching puts its cut;
-- "all" (default): the union of both.
+- "tiles": the tile edges i·S − m and i·S − m + T (where the model saw a border);
+- "blend": the blending-zone borders = core edges i·S and i·S + T − 2m (where a tile's weight starts
+  or stops; a per-tile intensity offset shows up as a step or ramp here);
+- "centres": the middle of each blending zone, i·S + T − O + ⌊(O − 2m)/2⌋ (where overlap-and-crop
+  stitching would cut; none when O = 2m);
+- "all" (default): the union of the three. With m = 0 tile edges and core edges coincide.
 
 For a mosaic of independently processed ROIs of side R (no overlap), the lines are the ROI borders
 k·R: `roi_lines(n, R)`.
@@ -27,32 +30,34 @@ from zse.errors import ConfigError, InputError
 
 from ._common import as_image
 
-LineSet = Literal["edges", "centres", "all"]
+LineSet = Literal["tiles", "blend", "centres", "all"]
 
 
 def lattice_lines(n: int, tile: int = 128, overlap: int = 32, margin: int = 0, which: LineSet = "all") -> np.ndarray:
     """Sorted unique boundary positions p ∈ (0, n) of the zse tile lattice along one axis (see module doc).
 
     Args:
-        n: axis length in pixels; tile: T > 0; overlap: 0 ≤ O < T; margin: m ≥ 0; which: line set.
+        n: axis length in pixels; tile: T > 0; overlap: 0 ≤ O < T; margin: 0 ≤ 2m ≤ O; which: line set.
     Returns: int64 array of positions.
     """
     n, tile, overlap, margin = int(n), int(tile), int(overlap), int(margin)
-    if tile <= 0 or not 0 <= overlap < tile or margin < 0 or n < 1:
+    if tile <= 0 or not 0 <= overlap < tile or margin < 0 or 2 * margin > overlap or n < 1:
         raise ConfigError(
             f"lattice n={n}, tile={tile}, overlap={overlap}, margin={margin} is invalid; valid: n ≥ 1, "
-            "tile > 0, 0 ≤ overlap < tile, margin ≥ 0"
+            "tile > 0, 0 ≤ overlap < tile, 0 ≤ 2·margin ≤ overlap"
         )
-    if which not in ("edges", "centres", "all"):
-        raise ConfigError(f"which={which!r} is invalid; valid: 'edges', 'centres', 'all'")
+    if which not in ("tiles", "blend", "centres", "all"):
+        raise ConfigError(f"which={which!r} is invalid; valid: 'tiles', 'blend', 'centres', 'all'")
     stride = tile - overlap
-    starts = np.arange(0, n + margin + stride, stride) - margin
+    core = np.arange(0, n + tile + stride, stride)  # i·S
     pos: list[np.ndarray] = []
-    if which in ("edges", "all"):
-        pos += [starts, starts + tile]
-    if which in ("centres", "all") and overlap > 0:
-        pos.append(starts + tile - overlap // 2)
-    p = np.unique(np.concatenate(pos))
+    if which in ("tiles", "all"):
+        pos += [core - margin, core - margin + tile]
+    if which in ("blend", "all"):
+        pos += [core, core + tile - 2 * margin]
+    if which in ("centres", "all") and overlap > 2 * margin:
+        pos.append(core + tile - overlap + (overlap - 2 * margin) // 2)
+    p = np.unique(np.concatenate(pos)) if pos else np.zeros(0, dtype=np.int64)
     return p[(p > 0) & (p < n)].astype(np.int64)
 
 

@@ -206,12 +206,17 @@ def test_hellinger_known_values() -> None:
 
 
 def test_lattice_lines_positions() -> None:
-    # T=128, O=32 → S=96; starts 0, 96, 192, 288; edges +0/+128; overlap centres start + 112
-    assert M.lattice_lines(300, 128, 32, 0, "edges").tolist() == [96, 128, 192, 224, 288]
+    # T=128, O=32, m=0 → S=96; tiles start 0, 96, 192, 288; edges +0/+128; blend-zone middles start + 112
+    assert M.lattice_lines(300, 128, 32, 0, "tiles").tolist() == [96, 128, 192, 224, 288]
+    assert M.lattice_lines(300, 128, 32, 0, "blend").tolist() == [96, 128, 192, 224, 288]
     assert M.lattice_lines(300, 128, 32, 0, "centres").tolist() == [112, 208]
     assert M.lattice_lines(300, 128, 32, 0).tolist() == [96, 112, 128, 192, 208, 224, 288]
-    # margin 16: starts −16, 80, 176, 272 → edges 80, 112, 176, 208, 272
-    assert M.lattice_lines(300, 128, 32, 16, "edges").tolist() == [80, 112, 176, 208, 272]
+    # m=8: tiles start −8, 88, 184, 280 (edges +128); cores [0,112), [96,208), [192,304), ...;
+    # blend zones [96,112), [192,208), [288,304) with middles 104, 200, 296
+    assert M.lattice_lines(300, 128, 32, 8, "tiles").tolist() == [88, 120, 184, 216, 280]
+    assert M.lattice_lines(300, 128, 32, 8, "blend").tolist() == [96, 112, 192, 208, 288]
+    assert M.lattice_lines(300, 128, 32, 8, "centres").tolist() == [104, 200, 296]
+    assert M.lattice_lines(300, 128, 32, 16, "centres").tolist() == []  # O = 2m: no blending zone
     assert M.roi_lines(300, 128).tolist() == [128, 256]
     with pytest.raises(ConfigError, match="overlap"):
         M.lattice_lines(300, 128, 128)
