@@ -105,6 +105,7 @@ PROFILE_KEYS = {
     "threads_per_worker": int,
     "array_parallelism": int,
     "description": str,
+    "zse_command": str,
 }
 
 # client -> resources each block task needs (filled by open_client, read by task_resources)
