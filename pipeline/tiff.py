@@ -162,6 +162,9 @@ def _plane_numbers_auto(paths: Sequence[Path]) -> list[int]:
             distinct = named
     if len(distinct) == 1:
         return [int(t[distinct[0]]) for t in tokens]
+    if not varying and len(fields):
+        dup = _duplicates([int(t[fields[-1]]) for t in tokens], paths)
+        raise InputError(f"plane numbers in the file names repeat ({dup}); give each plane once")
     if not varying:
         raise InputError(
             f"cannot find a plane number in the file names ({paths[0].name}, ...: no number differs "
