@@ -11,6 +11,8 @@ the same whatever the block size.
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,17 @@ class BlockTask:
     device: str
     batch_size: int
     tissue: tuple[bool, ...]
+
+
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(device: str) -> threading.Lock:
+    """One lock per accelerator in this process: while one block task computes on the GPU, the worker's
+    other block tasks read, decompress, quantise and write (2–3 block tasks per GPU overlap I/O and compute)."""
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(device, threading.Lock())
 
 
 def _open(path: str, mode: str) -> zarr.Array:
@@ -130,13 +143,15 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
         raw_t = raw_t.pin_memory().to(device, non_blocking=True)
     channels = raw_t[None] if raw_t.ndim == 3 else raw_t
     results = []
+    gpu_phase = device_lock(str(device)) if device.type == "cuda" else contextlib.nullcontext()
     with torch.inference_mode():
         for c in range(channels.shape[0]):
-            data = to_unit(channels[c], task.dtype)
-            values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size)
-            inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
-            values = torch.where(covered[None], values, inp)
-            results.append(from_unit(values, task.dtype).cpu().numpy())
+            with gpu_phase:
+                data = to_unit(channels[c], task.dtype)
+                values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size)
+                inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
+                quantised = from_unit(torch.where(covered[None], values, inp), task.dtype)
+            results.append(quantised.cpu().numpy())
     out = np.stack(results) if raw.ndim == 4 else results[0]
     dst[..., wy, wx] = out.astype(task.dtype, copy=False)
     mark_done(task.output_root, 0, block.index, "done")
