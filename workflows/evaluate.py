@@ -206,13 +206,22 @@ def _seam_lines(origin: tuple[int, int] | None, shape_yx: tuple[int, int], tile:
     return ly[ly > 0], lx[lx > 0]
 
 
+def _nanmean(values: Any, axis: int | None = None) -> Any:
+    """Mean ignoring NaN; NaN (without a warning) where every value is NaN."""
+    a = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(a)
+    n = ok.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, a, 0.0).sum(axis=axis) / np.where(n > 0, n, np.nan)
+
+
 def _mean_table(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     keys = tables[0].keys()
-    return {k: np.nanmean(np.stack([t[k] for t in tables]), axis=0) for k in keys}
+    return {k: _nanmean(np.stack([t[k] for t in tables]), axis=0) for k in keys}
 
 
 def _col_means(table: dict[str, np.ndarray], skip: tuple[str, ...] = ("plane", "plane_1based", "index")) -> dict[str, float]:
-    return {k: float(np.nanmean(v)) for k, v in table.items() if k not in skip}
+    return {k: float(_nanmean(v)) for k, v in table.items() if k not in skip}
 
 
 def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 1000.0, section_step: int = 4,
@@ -304,7 +313,7 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
         "at_focal_plane": {k: float(v[f]) for k, v in planes.items() if k not in ("plane", "plane_1based")},
         "outer_planes_mean": {k: float((v[0] + v[-1]) / 2) for k, v in planes.items() if k not in ("plane", "plane_1based")},
         "sections_mean": {o: _col_means(t) for o, t in sections.items()},
-        "per_roi_mean": {k: float(np.nanmean([float(p[k]) if p[k] is not None else np.nan for p in per_roi]))
+        "per_roi_mean": {k: float(_nanmean([float(p[k]) if p[k] is not None else np.nan for p in per_roi]))
                          for k in pr_keys if not k.startswith("origin")},
     }
     if reference is not None:

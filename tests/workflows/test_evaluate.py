@@ -1,0 +1,188 @@
+"""`zse evaluate`: the report end to end on tiny OME-Zarr and .npz data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from zse.workflows.cli import main
+
+NZ, NY, NX, FOCUS = 9, 96, 96, 4
+
+EXPECTED_FILES = {
+    "metrics.json", "index.html", "planes.csv", "planes.md", "sections_xz.csv", "sections_xz.md",
+    "sections_yz.csv", "sections_yz.md", "per_roi.csv", "per_roi.md", "curves.png", "sections_xz.png",
+    "sections_yz.png", "gradient_hist.png", "roi_000.png",
+}
+REFERENCE_FILES = {f"reference_{o}.{e}" for o in ("xy", "xz", "yz") for e in ("csv", "md")} | {"reference.png"}
+
+
+def _truth(seed: int = 0) -> np.ndarray:
+    """Sharp uint8 (Z, Y, X): dark cell-like blobs on a light (220) background, tissue only where x < 64."""
+    rng = np.random.default_rng(seed)
+    v = np.full((NZ, NY, NX), 220.0)
+    zz, yy, xx = np.mgrid[:NZ, :NY, :NX]
+    for _ in range(60):
+        cz, cy, cx = rng.uniform(0, NZ), rng.uniform(0, NY), rng.uniform(0, 60)
+        r = rng.uniform(2, 5)
+        v[((zz - cz) / 2) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(40, 110)
+    v[:, :, :64] -= 40  # stained neuropil: tissue darker than the background
+    return np.clip(v + rng.normal(0, 2, v.shape), 0, 255).astype(np.uint8)
+
+
+def _blurred(truth: np.ndarray) -> np.ndarray:
+    """Defocus-like: plane k blurred with σ = 0.4 + 0.7·|k − FOCUS|."""
+    out = np.empty_like(truth)
+    for k in range(NZ):
+        out[k] = np.clip(np.round(ndimage.gaussian_filter(truth[k].astype(float), 0.4 + 0.7 * abs(k - FOCUS))), 0, 255)
+    return out
+
+
+def _zarr(path: Path, vol: np.ndarray) -> Path:
+    write = pytest.importorskip("zse.pipeline.write")
+    return write.write_volume(path, vol, voxel_size_um=(1, 1, 1), progress=False)
+
+
+def _run(argv: list[str]) -> None:
+    main([str(a) for a in argv])
+
+
+def _load(report: Path) -> dict:
+    return json.loads((report / "metrics.json").read_text())
+
+
+def _files(report: Path) -> set[str]:
+    return {p.name for p in report.iterdir()}
+
+
+def test_ome_zarr_report_with_ground_truth(tmp_path: Path) -> None:
+    truth = _truth()
+    x = _blurred(truth)
+    y = np.clip(truth.astype(int) + np.random.default_rng(1).integers(-3, 4, truth.shape), 0, 255).astype(np.uint8)
+    xi, yo, gt = _zarr(tmp_path / "x.zarr", x), _zarr(tmp_path / "y.zarr", y), _zarr(tmp_path / "gt.zarr", truth)
+    rep = tmp_path / "rep"
+    _run(["evaluate", xi, yo, "--ground-truth", gt, "--rois", 3, "--roi-size", 32, "--report", rep,
+          "--tile", 32, "--overlap", 8, "--section-step", 8])
+    assert EXPECTED_FILES | REFERENCE_FILES | {"roi_001.png", "roi_002.png"} <= _files(rep)
+    d = _load(rep)
+    assert set(d) >= {"info", "focal_plane", "planes", "sections", "reference", "summary", "gradient_histograms",
+                      "per_roi", "parameters", "files"}
+    assert d["focal_plane"] == FOCUS  # the sharpest plane by construction
+    for col in ("ssim_x_xf", "ssim_x_y", "ssim_y_xf", "fm_x", "fm_y", "piqe_x", "piqe_y", "dom_x", "dom_y"):
+        assert len(d["planes"][col]) == NZ and all(v is not None for v in d["planes"][col])
+    assert d["planes"]["ssim_x_xf"][FOCUS] == pytest.approx(1.0)
+    # y is the sharp truth: sharper than x away from focus by every no-reference measure
+    for k in (0, NZ - 1):
+        assert d["planes"]["fm_y"][k] > d["planes"]["fm_x"][k]
+        assert d["planes"]["piqe_y"][k] < d["planes"]["piqe_x"][k]
+    assert d["summary"]["per_roi_mean"]["spectral_y_total"] > d["summary"]["per_roi_mean"]["spectral_x_total"]
+    # full reference: y = truth + uniform noise in [-3, 3] (variance 4) → RMSE ≈ 2 (a little less: clipping)
+    ref = d["reference"]["xy"]
+    assert len(ref["ssim"]) == NZ and all(1.7 < v < 2.1 for v in ref["rmse"])
+    assert all(v > 0.9 for v in ref["pearson"]) and len(d["reference"]["xz"]["ssim"]) == 32 // 8
+    # ROIs: 3 distinct, seeded, inside the tissue (x < 64)
+    origins = [(r["origin_y"], r["origin_x"]) for r in d["per_roi"]]
+    assert len(set(origins)) == 3 and all(ox + 32 <= 64 + 16 for _, ox in origins)
+    rep2 = tmp_path / "rep2"
+    _run(["evaluate", xi, yo, "--rois", 3, "--roi-size", 32, "--report", rep2, "--section-step", 8])
+    assert [(r["origin_y"], r["origin_x"]) for r in _load(rep2)["per_roi"]] == origins
+    assert "NaN" not in (rep / "metrics.json").read_text()
+    html = (rep / "index.html").read_text()
+    assert all(f in html for f in ("curves.png", "roi_000.png", "planes.md", "reference.png"))
+
+
+def test_whole_stack_identity_output_and_seams(tmp_path: Path) -> None:
+    x = _blurred(_truth(2))
+    xi = _zarr(tmp_path / "x.zarr", x)
+    rep = tmp_path / "rep"
+    _run(["evaluate", xi, xi, "--report", rep, "--section-step", 16, "--tile", 32, "--overlap", 8])
+    d = _load(rep)
+    assert EXPECTED_FILES <= _files(rep) and d["reference"] is None and not (REFERENCE_FILES & _files(rep))
+    assert d["per_roi"][0]["origin_y"] == 0 and len(d["per_roi"]) == 1
+    assert all(v == pytest.approx(1.0) for v in d["planes"]["ssim_x_y"])
+    assert d["per_roi"][0]["hellinger"] == pytest.approx(0.0, abs=1e-7)
+    # steps on the lattice lines (tile 32, overlap 8 → stride 24: lines at 24, 28, 32, 48, 52, 56, 72, 76, 80)
+    stepped = x.astype(int)
+    for p in (24, 28, 32, 48, 52, 56, 72, 76, 80):
+        stepped[:, p:, :] += 12
+        stepped[:, :, p:] += 12
+    yo = _zarr(tmp_path / "y.zarr", np.clip(stepped - 100, 0, 255).astype(np.uint8))
+    rep2 = tmp_path / "rep2"
+    _run(["evaluate", xi, yo, "--report", rep2, "--section-step", 16, "--tile", 32, "--overlap", 8])
+    r = _load(rep2)["per_roi"][0]
+    assert 0.7 < r["seam_x"] < 1.3 and r["seam_y"] > 1.5 * r["seam_x"]
+
+
+def _npz_dataset(folder: Path, n: int = 3) -> list[np.ndarray]:
+    folder.mkdir()
+    vols = []
+    for k in range(n):
+        v = _blurred(_truth(10 + k))[:, :32, :32]
+        np.savez(folder / f"Btrain_{k:05d}.npz", np.moveaxis(v, 0, -1))  # (y, x, z) as the dataset stores it
+        vols.append(v)
+    return vols
+
+
+def test_npz_dataset_with_identity_model(tmp_path: Path) -> None:
+    pytest.importorskip("zse.models.baselines.identity")
+    vols = _npz_dataset(tmp_path / "trainB")
+    rep = tmp_path / "rep"
+    _run(["evaluate", tmp_path, "--model", "identity", "--report", rep, "--roi-size", 32, "--section-step", 8])
+    d = _load(rep)
+    assert EXPECTED_FILES <= _files(rep)
+    assert d["info"]["layout"] == "npz" and len(d["per_roi"]) == 3 and d["info"]["model"]["name"] == "identity"
+    assert d["info"]["shape_zyx"] == [NZ, 32, 32]
+    assert all(v == pytest.approx(1.0) for v in d["planes"]["ssim_x_y"])
+    assert d["planes"]["fm_x"] == d["planes"]["fm_y"]
+    # plane 0 of the first stack, read back with z first: FM at T=1000 from the closed definition
+    af = np.abs(np.fft.fft2(vols[0][0].astype(float)))
+    expected = np.count_nonzero(af > af.max() / 1000) / af.size
+    assert d["per_roi"][0]["name"] == "Btrain_00000"
+    assert np.isclose(np.mean([np.count_nonzero(np.abs(np.fft.fft2(v[FOCUS].astype(float))) >
+                                                np.abs(np.fft.fft2(v[FOCUS].astype(float))).max() / 1000) / 1024
+                               for v in vols]), d["planes"]["fm_x"][FOCUS])
+    assert expected > 0
+
+
+class _InvertFactory:
+    name = "invert"
+    checksum = "0" * 64
+    margin_px = 0
+
+    def build(self, device: str):
+        return lambda t: -t  # in [-1, 1]: v ↦ 255 − v for uint8
+
+
+def test_npz_model_output_is_what_is_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = pytest.importorskip("zse.models.registry")
+    monkeypatch.setattr(registry, "resolve", lambda spec: _InvertFactory())
+    _npz_dataset(tmp_path / "data")
+    rep = tmp_path / "rep"
+    _run(["evaluate", tmp_path / "data", "--model", "whatever", "--rois", 2, "--report", rep, "--section-step", 16])
+    d = _load(rep)
+    assert len(d["per_roi"]) == 2
+    for r in d["per_roi"]:
+        # a bijection of the values keeps all information: I(x; 255 − x) = H(x) > 0, while the histograms move
+        assert r["mutual_information"] > 3.0 and r["hellinger"] > 0.5
+    assert max(d["planes"]["ssim_x_y"]) < 0.5
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    xi = _zarr(tmp_path / "x.zarr", _blurred(_truth(3)))
+    other = _zarr(tmp_path / "o.zarr", _blurred(_truth(3))[:, :64, :])
+    cases = [
+        (["evaluate", xi, xi, "--model", "identity", "--report", tmp_path / "r"], "not both"),
+        (["evaluate", xi, other, "--report", tmp_path / "r"], "shape"),
+        (["evaluate", xi, "--rois", 2, "--roi-size", 200, "--report", tmp_path / "r"], "roi-size"),
+        (["evaluate", tmp_path / "missing.zarr", "--report", tmp_path / "r"], "no such file"),
+        (["evaluate", xi, xi, "--focal", 99, "--report", tmp_path / "r"], "focal"),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as exc:
+            _run(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zse: error:") and needle in err and err.count("\n") == 1
