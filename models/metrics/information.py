@@ -37,6 +37,24 @@ def _bins(a: np.ndarray, b: np.ndarray, bins: int | None, lo: float, hi: float) 
     return int(bins)
 
 
+def _bin_index(v: np.ndarray, n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bin indices as numpy.histogram assigns them (half-open bins, the last one closed) and the
+    in-range mask."""
+    vf = v.astype(np.float64)
+    ok = (vf >= lo) & (vf <= hi)
+    idx = np.floor((vf - lo) * (n / (hi - lo))).astype(np.int64)
+    return np.clip(idx, 0, n - 1), ok
+
+
+def _joint_histogram(a: np.ndarray, b: np.ndarray, n: int, lo: float, hi: float) -> np.ndarray:
+    """(n, n) joint histogram counts of paired values (equal to numpy.histogram2d with these bins, up to
+    floating-point ties at bin edges), via one bincount."""
+    ia, oka = _bin_index(a, n, lo, hi)
+    ib, okb = _bin_index(b, n, lo, hi)
+    ok = oka & okb
+    return np.bincount(ia[ok] * n + ib[ok], minlength=n * n).reshape(n, n).astype(np.float64)
+
+
 def entropy(image: np.ndarray, *, bins: int | None = None, value_range: tuple[float, float] | None = None) -> float:
     """Shannon entropy H = −Σ p log2 p (bits) of the intensity histogram (same binning as `mutual_information`)."""
     a = as_image(image, "image", (1, 2, 3))
@@ -58,7 +76,7 @@ def mutual_information(
     same_shape(a, b)
     lo, hi = _range(a, b, value_range)
     n = _bins(a, b, bins, lo, hi)
-    joint, _, _ = np.histogram2d(a.ravel(), b.ravel(), bins=n, range=((lo, hi), (lo, hi)))
+    joint = _joint_histogram(a.ravel(), b.ravel(), n, lo, hi)
     pxy = joint / joint.sum()
     px = pxy.sum(axis=1, keepdims=True)
     py = pxy.sum(axis=0, keepdims=True)

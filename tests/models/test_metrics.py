@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from zse.models import metrics as M
-from zse.models.metrics.paper import PAPER_FM_ENDS, PAPER_FM_FOCUS, input_curves, load_npz_stack, npz_files
 
 from zse.errors import ConfigError, InputError
+from zse.models import metrics as M
+from zse.models.metrics.paper import PAPER_FM_ENDS, PAPER_FM_FOCUS, input_curves, load_npz_stack, npz_files
 
 
 def _texture(seed: int = 0, shape: tuple[int, int] = (64, 64)) -> np.ndarray:
@@ -191,6 +191,24 @@ def test_mutual_information_and_entropy() -> None:
     a = np.array([0, 50, 100, 200] * 2, np.uint8)
     b = np.array([0] * 4 + [9] * 4, np.uint8)
     assert M.mutual_information(a, b) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mutual_information_equals_histogram2d_formula() -> None:
+    rng = np.random.default_rng(19)
+    x = rng.integers(0, 256, (40, 40)).astype(np.uint8)
+    y = np.clip(x.astype(int) // 2 + rng.integers(0, 60, x.shape), 0, 255).astype(np.uint8)
+    pxy, _, _ = np.histogram2d(x.ravel(), y.ravel(), bins=256, range=((0, 256), (0, 256)))
+    pxy /= pxy.sum()
+    px, py = pxy.sum(1), pxy.sum(0)
+    nz = pxy > 0
+    expected = np.sum(pxy[nz] * np.log2(pxy[nz] / np.outer(px, py)[nz]))
+    assert M.mutual_information(x, y) == pytest.approx(expected, rel=1e-12)
+    xf, yf = x / 255.0, y / 255.0  # floats: 256 bins over the joint min..max
+    pf, _, _ = np.histogram2d(xf.ravel(), yf.ravel(), bins=256, range=((0, 1), (0, 1)))
+    pf /= pf.sum()
+    nzf = pf > 0
+    exp_f = np.sum(pf[nzf] * np.log2(pf[nzf] / np.outer(pf.sum(1), pf.sum(0))[nzf]))
+    assert M.mutual_information(xf, yf, value_range=(0.0, 1.0)) == pytest.approx(exp_f, rel=1e-9)
 
 
 def test_hellinger_known_values() -> None:
