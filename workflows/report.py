@@ -93,6 +93,9 @@ def write_table(stem: Path, table: Table, title: str = "") -> list[Path]:
     return [csv_path, md_path]
 
 
+_SAVE = {"pil_kwargs": {"compress_level": 1}}  # fast PNG encoding: the report is written once, read rarely
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -133,8 +136,8 @@ def plot_curves(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.85, wspace=0.32)
+    fig.savefig(path, dpi=90, **_SAVE)
     plt.close(fig)
     return path
 
@@ -152,8 +155,8 @@ def plot_histograms(path: Path, edges: np.ndarray, hists: Mapping[str, np.ndarra
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title(title or "gradient-magnitude histograms")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.9)
+    fig.savefig(path, dpi=90, **_SAVE)
     plt.close(fig)
     return path
 
@@ -191,8 +194,8 @@ def plot_orthoviews(
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05, hspace=0.2)
+    fig.savefig(path, dpi=72, **_SAVE)
     plt.close(fig)
     return path
 
