@@ -2,7 +2,7 @@
 
 Reference: Venkatanath N., Praneeth D., Maruthi Chandrasekhar Bh., Channappayya S. S., Medasani S. S.,
 "Blind image quality evaluation using perception based features", NCC 2015; implementation details
-follow MATLAB's Image Processing Toolbox `piqe.m` (R2018b), which the ZSE-GAN paper used:
+follow MATLAB's Image Processing Toolbox `piqe.m` (R2018b), the metric's reference implementation:
 
 1. pad the image at the end of each axis to a multiple of 16 by replicating its edge pixels;
 2. x = round(255 · im2double(I)) (uint8 → /255, uint16 → /65535, int16 → (v + 32768)/65535, floats as
