@@ -101,3 +101,31 @@ def slurm_jobs() -> Iterable[list[str]]:
     yield jobs
     for j in jobs:
         subprocess.run(["scancel", j], capture_output=True, timeout=20)
+
+
+def _tls_without_client_cert_refused(host_port: str, ca: Path) -> bool:
+    """Open a raw TLS connection that trusts the CA but presents no certificate; True if refused."""
+    import socket
+    import ssl
+
+    host, port = host_port.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        try:
+            with ctx.wrap_socket(raw) as tls:
+                tls.settimeout(5)
+                # TLS 1.3: the server checks the client certificate once the client's handshake ends
+                tls.sendall(b"\x00" * 8)
+                return tls.recv(1) == b""
+        except (ssl.SSLError, ConnectionError):
+            return True
+        except TimeoutError:
+            return False
+
+
+@pytest.fixture
+def tls_refused():
+    """`tls_refused(host_port, ca_file) -> bool`: a TLS client without a certificate is turned away."""
+    return _tls_without_client_cert_refused

@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from zse.workflows import cluster as zc
-from zse.workflows import security as zs
 
 from zse.errors import ConfigError
+from zse.workflows import cluster as zc
+from zse.workflows import security as zs
 
 
 def _cmd() -> click.Command:
@@ -180,28 +180,6 @@ def test_certificates_are_private(tmp_path: Path) -> None:
     assert out.returncode == 0 and Path(out.stdout.strip()) == tmp_path / "cli" / "tls"
 
 
-def _tls_without_client_cert_refused(host_port: str, ca: Path) -> bool:
-    """Open a raw TLS connection that trusts the CA but presents no certificate; True if refused."""
-    import socket
-    import ssl
-
-    host, port = host_port.rsplit(":", 1)
-    ctx = ssl.create_default_context(cafile=str(ca))
-    ctx.check_hostname = False
-    ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        try:
-            with ctx.wrap_socket(raw) as tls:
-                tls.settimeout(5)
-                # TLS 1.3: the server checks the client certificate after the client's handshake ends
-                tls.sendall(b"\x00" * 8)
-                return tls.recv(1) == b""
-        except (ssl.SSLError, ConnectionError):
-            return True
-        except TimeoutError:
-            return False
-
-
 @pytest.fixture
 def tls_scheduler(tmp_path: Path):
     """`dask scheduler` + `dask worker` with per-run TLS and a scheduler file, as the sbatch template starts them."""
@@ -231,7 +209,7 @@ def tls_scheduler(tmp_path: Path):
             p.kill()
 
 
-def test_tls_scheduler_file_client_and_refusals(tls_scheduler, tmp_path: Path) -> None:
+def test_tls_scheduler_file_client_and_refusals(tls_scheduler, tmp_path: Path, tls_refused) -> None:
     import json
 
     from distributed import Client
@@ -249,7 +227,7 @@ def test_tls_scheduler_file_client_and_refusals(tls_scheduler, tmp_path: Path) -
     with pytest.raises((OSError, TimeoutError)):
         Client(f"tcp://{host_port}", timeout="3s")
     # a TLS client without a certificate: the scheduler requires one and aborts the handshake
-    assert _tls_without_client_cert_refused(host_port, files.cert)
+    assert tls_refused(host_port, files.cert)
     # a TLS client with another run's certificate is refused too
     other = zs.make_certificates(tmp_path / "other")
     with pytest.raises((OSError, TimeoutError)):
