@@ -1,0 +1,262 @@
+"""Configuration of ZSE-GAN training: architectures, losses, optimiser, data and the loop.
+
+Every knob of the method is a value here, never a subclass: the notebook's reference network
+(`zse-gan-paper`) and zse's seam-safe default (`zse-gan`) differ only in `GeneratorConfig` fields.
+All models are frozen pydantic models with ``extra="forbid"``: an unknown key is refused with a
+`zse.errors.ConfigError` naming it. Presets live in ``models/presets/*.yaml``
+(`notebook`, `paper`, `zse-gan`); `load_config` reads a preset name or a YAML path and applies
+dotted overrides (``{"data.path": "...", "train.max_steps": 10}``).
+
+Axis convention: generator tensors are (N, 1, Z, Y, X); kernel sizes and paddings are (z, y, x).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from zse.errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+Triple = tuple[int, int, int]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorConfig(_Frozen):
+    """A 3D encoder / residual / decoder generator (G_S and G_B share it).
+
+    Layout: conv_in (k=`in_kernel`, 1→w0) → two stride-2 convs (w0→w1→w2) → `n_res` residual
+    blocks at w2 → two up stages (w2→w1→w0) → conv_out (k=`out_kernel`, w0→1) → tanh.
+
+    Attributes:
+        widths: channel widths (w0, w1, w2) of the three resolution levels.
+        n_res: residual blocks at the coarsest level.
+        in_kernel, out_kernel, out_padding: (z, y, x) kernel sizes; `out_padding` None = k//2.
+        norm: normalisation after encoder/decoder convs. "instance" (the notebook) computes
+            statistics per tile (seams in tiled inference); "batch" uses running statistics in eval
+            mode; "none" is a pure convolution.
+        res_norm: normalisation inside residual blocks (notebook: "batch").
+        upsample: "transposed" (ConvTranspose3d k3 s2 p1 op1, the notebook; z 8→16→32 and the
+            out-kernel depth 6 crops back) or "trilinear"/"nearest" (conv at the coarse level, then
+            resize to the exact encoder size: no checkerboard).
+        padding_yx: padding mode in y, x ("zeros" = notebook, "reflect" = seam-friendlier borders).
+        padding_z: padding mode in z (tiles always span the whole stack, so z padding never seams).
+        skip: "none" (notebook) or "add": encoder features added to the decoder at the same level.
+    """
+
+    widths: Triple = (16, 32, 64)
+    n_res: int = Field(6, ge=0, le=32)
+    in_kernel: Triple = (5, 5, 5)
+    out_kernel: Triple = (6, 5, 5)
+    out_padding: Triple | None = (1, 2, 2)
+    norm: Literal["instance", "batch", "none"] = "instance"
+    res_norm: Literal["instance", "batch", "none"] = "batch"
+    upsample: Literal["transposed", "trilinear", "nearest"] = "transposed"
+    padding_yx: Literal["zeros", "reflect", "replicate"] = "zeros"
+    padding_z: Literal["zeros", "reflect", "replicate"] = "zeros"
+    skip: Literal["none", "add"] = "none"
+
+    @field_validator("widths", "in_kernel", "out_kernel")
+    @classmethod
+    def _positive(cls, v: Triple) -> Triple:
+        if any(int(e) < 1 for e in v):
+            raise ValueError(f"all entries must be >= 1, got {v}")
+        return v
+
+
+class DiscriminatorConfig(_Frozen):
+    """2D PatchGAN: `n_layers` × [Conv2d k4 s2 p1, norm from the 2nd, LeakyReLU 0.2], Conv2d k2 head."""
+
+    ndf: int = Field(32, ge=1)
+    n_layers: int = Field(4, ge=1, le=6)
+    norm: Literal["instance", "batch", "none"] = "instance"
+
+
+class ArchConfig(_Frozen):
+    """The four networks. `name` is the model kind recorded in checkpoints."""
+
+    name: str = "zse-gan-paper"
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+
+
+class WeightSpec(_Frozen):
+    """A per-plane weight vector over the Z planes of a stack.
+
+    kind:
+        "notebook": the authors' formula (`losses.notebook_alpha` / `notebook_cycle_weights`).
+        "vector": the explicit `values` (length Z).
+        "focus-distance": lo + (hi − lo)·(|i − c| / max|i − c|)^power, c = `focal_plane`
+            (None: the centre plane (Z−1)/2).
+        "sharpness": per stack, lo + (hi − lo)·(1 − s_i / max s)^power with s_i the variance of the
+            Laplacian of plane i of the blurred input (sharpest plane gets `lo`).
+        "uniform": all ones.
+    """
+
+    kind: Literal["notebook", "vector", "focus-distance", "sharpness", "uniform"] = "notebook"
+    values: tuple[float, ...] | None = None
+    lo: float = 1.0
+    hi: float = 1.67
+    power: float = Field(1.0, gt=0)
+    focal_plane: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WeightSpec:
+        if self.kind == "vector" and not self.values:
+            raise ValueError("kind 'vector' needs 'values' (one weight per z plane)")
+        return self
+
+
+class LossConfig(_Frozen):
+    """Loss terms (see docs/training.md).
+
+    Attributes:
+        kind: "lsgan" (the notebook: MSE to 1/0) or "paper-log" (the paper's log-likelihood; its
+            exponents p and α become multipliers of the log terms, computed with BCE-with-logits;
+            the generator uses the non-saturating form −log D(G(x))).
+        p: share of vertical sections in the D_S terms (notebook 0.35).
+        alpha: per-plane weights of the horizontal adversarial terms (notebook 1.00 → 1.67).
+        cycle_weights: per-plane weights of the cycle L1 (notebook 1.03 → 3.05).
+        lambda_cycle: cycle weight (10.5); cycle_reduce: "max" (notebook) or "mean" over planes.
+        lambda_identity: identity weight (0.5).
+        d_factor: the discriminator losses are (real + fake)·d_factor (0.5).
+        pool_size: image pools of fake volumes for the discriminators (50).
+    """
+
+    kind: Literal["lsgan", "paper-log"] = "lsgan"
+    p: float = Field(0.35, ge=0.0, le=1.0)
+    alpha: WeightSpec = WeightSpec(kind="notebook")
+    cycle_weights: WeightSpec = WeightSpec(kind="notebook", lo=1.03, hi=3.05)
+    lambda_cycle: float = Field(10.5, ge=0.0)
+    cycle_reduce: Literal["max", "mean"] = "max"
+    lambda_identity: float = Field(0.5, ge=0.0)
+    d_factor: float = Field(0.5, ge=0.0)
+    pool_size: int = Field(50, ge=0)
+
+
+class OptimConfig(_Frozen):
+    """Adam for both generators (one optimiser) and both discriminators (another), as the notebook."""
+
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "linear-decay", "cosine"] = "constant"
+    decay_start: float = Field(0.5, ge=0.0, le=1.0)  # fraction of max_steps where linear decay starts
+    grad_clip: float | None = None
+
+
+class DataConfig(_Frozen):
+    """Training data in the ZSE-GAN layout (trainB/*.npz z-last, trainA2D/*.tif, trainA29/*.tif).
+
+    Attributes:
+        path: dataset folder (relative paths are resolved against the current directory).
+        z_planes: planes per stack (29).
+        val_fraction, split_seed: deterministic split of trainB by a hash of file name and seed
+            (a `split.json` in the folder, written by `zse extract-rois`, takes precedence).
+        crop_yx: random crop size in y, x of each training stack (None: whole 128×128 ROI).
+        flips: random flips/transposes in y, x (the notebook has no augmentation).
+        to_device: keep the whole (uint8) dataset on the training device.
+    """
+
+    path: str = "../shared/data/zse-gan-huron"
+    z_planes: int = Field(29, ge=3)
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    crop_yx: int | None = Field(None, ge=16)
+    flips: bool = False
+    to_device: bool = True
+
+
+class TrainConfig(_Frozen):
+    """The loop: steps, logging, checkpoints, precision, device, seeds."""
+
+    seed: int = 0
+    batch_size: int = Field(1, ge=1)
+    max_steps: int = Field(40000, ge=1)
+    max_minutes: float | None = Field(None, gt=0)
+    log_every: int = Field(10, ge=1)
+    image_every: int = Field(500, ge=1)
+    ckpt_every: int = Field(1000, ge=1)
+    amp: Literal["none", "bf16"] = "none"
+    device: str = "cpu"
+    deterministic: bool = False
+    compile: bool = False
+    tile_yx: int = Field(128, ge=8)
+
+
+class Config(_Frozen):
+    """A complete training configuration (what `zse train CONFIG.yaml` reads)."""
+
+    name: str = "custom"
+    arch: ArchConfig = ArchConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(e) for e in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"'{loc}': {err['msg']} (given {err.get('input')!r})")
+    return f"invalid configuration {source}: " + "; ".join(parts)
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    node = d
+    parts = key.split(".")
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{key}': '{p}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets (file stems in models/presets)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> Config:
+    """Validate a nested dict into a `Config`; unknown keys or bad values raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration {source} must be a mapping, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a preset name (`notebook`, `paper`, `zse-gan`) or a YAML file, apply dotted overrides.
+
+    Raises:
+        ConfigError: file missing, not YAML, unknown key, invalid value.
+    """
+    path = Path(spec)
+    if not path.exists() and (PRESET_DIR / f"{spec}.yaml").exists():
+        path = PRESET_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"configuration '{spec}' is neither a file nor a preset (presets: {', '.join(preset_names())})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration {path} must be a mapping, got {type(data).__name__}")
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return config_from_dict(data, str(path))
