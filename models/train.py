@@ -30,7 +30,14 @@ from tqdm import tqdm
 
 import zse
 from zse.errors import ConfigError, InputError
-from zse.models.checkpoint import FORMAT, NORMALISATION, VERSION, export_generator, load_checkpoint, save_checkpoint
+from zse.models.checkpoint import (
+    FORMAT,
+    NORMALISATION,
+    VERSION,
+    export_generator,
+    load_checkpoint,
+    save_checkpoint,
+)
 from zse.models.config import Config
 from zse.models.data import RoiDataset
 from zse.models.losses import Draws, ImagePool, discriminator_loss, generator_loss, plane_weights
@@ -68,7 +75,7 @@ def _rng_state(np_rng: np.random.Generator, py_rng: random.Random, device: torch
         "python_gen": list(py_rng.getstate()[1]) + [py_rng.getstate()[0]],
         "python_global": list(random.getstate()[1]) + [random.getstate()[0]],
     }
-    g = np.random.get_state()
+    g = np.random.get_state()  # noqa: NPY002 (global state, saved for libraries that use it)
     st["numpy_global"] = {"keys": torch.from_numpy(g[1].astype(np.int64)), "pos": int(g[2]), "has_gauss": int(g[3]),
                           "cached_gaussian": float(g[4])}
     if device.type == "cuda":
@@ -84,7 +91,8 @@ def _set_rng_state(st: dict[str, Any], np_rng: np.random.Generator, py_rng: rand
     pg = st["python_global"]
     random.setstate((pg[-1], tuple(pg[:-1]), None))
     g = st["numpy_global"]
-    np.random.set_state(("MT19937", g["keys"].numpy().astype(np.uint32), g["pos"], g["has_gauss"], g["cached_gaussian"]))
+    keys = g["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, g["pos"], g["has_gauss"], g["cached_gaussian"]))  # noqa: NPY002
     if device.type == "cuda" and "cuda" in st:
         torch.cuda.set_rng_state_all(st["cuda"])
 
@@ -118,8 +126,8 @@ def orthoview_png(x: torch.Tensor, y: torch.Tensor, path: Path, title: str = "")
     xv, yv = x[0, 0].float().cpu().numpy(), y[0, 0].float().cpu().numpy()
     z, h, w = xv.shape
     focal = int(plane_sharpness(x.float().cpu()).argmax())
-    views = [("xy focal z=%d" % focal, lambda v: v[focal]), ("xy outer z=0", lambda v: v[0]),
-             ("xz y=%d" % (h // 2), lambda v: v[:, h // 2, :]), ("yz x=%d" % (w // 2), lambda v: v[:, :, w // 2].T)]
+    views = [(f"xy focal z={focal}", lambda v: v[focal]), ("xy outer z=0", lambda v: v[0]),
+             (f"xz y={h // 2}", lambda v: v[:, h // 2, :]), (f"yz x={w // 2}", lambda v: v[:, :, w // 2].T)]
     fig, axes = plt.subplots(2, 4, figsize=(14, 7), gridspec_kw={"width_ratios": [1, 1, 1, max(z / h, 0.25)]})
     for row, (vol, lab) in enumerate(((xv, "input"), (yv, "G_S"))):
         for col, (name, fn) in enumerate(views):
@@ -185,7 +193,7 @@ def train(
     # ---- seeds and data
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
-    np.random.seed(tc.seed)
+    np.random.seed(tc.seed)  # noqa: NPY002
     np_rng = np.random.default_rng(tc.seed)
     py_rng = random.Random(tc.seed)
     if data is None:
