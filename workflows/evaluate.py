@@ -175,6 +175,7 @@ def apply_model(rois: list[Roi], model: str, device: str = "cpu") -> dict[str, A
     """Set each ROI's y to the model's output: uint → [-1, 1] (`zse.pipeline.intensity.to_unit`),
     predictor on (1, 1, Z, Y, X), back with `from_unit`. Returns the model's provenance."""
     import torch
+
     from zse.models.registry import resolve
     from zse.pipeline.intensity import from_unit, to_unit
 

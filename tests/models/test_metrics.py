@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -35,6 +37,21 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 def test_ssim_crop_equals_skimage(shape: tuple[int, int]) -> None:
     x = _texture(1, shape)
     y = _blur(x, 1.2)
+    ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert M.ssim(x, y, data_range=255, border="crop") == pytest.approx(ref, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ny=st.integers(11, 40),
+    nx=st.integers(11, 40),
+    seed=st.integers(0, 2**31 - 1),
+    blur=st.floats(0.0, 3.0),
+)
+def test_ssim_crop_equals_skimage_property(ny: int, nx: int, seed: int, blur: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (ny, nx)).astype(np.uint8)
+    y = _blur(x, blur) if blur > 0 else x
     ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
     assert M.ssim(x, y, data_range=255, border="crop") == pytest.approx(ref, abs=1e-12)
 

@@ -187,3 +187,16 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("zse: error:") and needle in err and err.count("\n") == 1
+
+
+@pytest.mark.realdata
+def test_real_npz_dataset_report(huron_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("zse.models.baselines.identity")
+    rep = tmp_path / "rep"
+    _run(["evaluate", huron_dir / "trainB", "--model", "identity", "--rois", 4, "--report", rep, "--section-step", 32])
+    d = _load(rep)
+    assert d["info"]["shape_zyx"] == [29, 128, 128] and d["focal_plane"] == 14  # the paper's x_15
+    fm_x = np.asarray(d["planes"]["fm_x"])
+    assert fm_x[14] > 3 * fm_x[0] and fm_x[14] > 3 * fm_x[-1]
+    assert all(v == pytest.approx(1.0) for v in d["planes"]["ssim_x_y"])
+    assert 0.9 < d["summary"]["per_roi_mean"]["seam_x"] < 1.1
