@@ -165,6 +165,26 @@ def zse_inproc(testmodels, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     return run
 
 
+@pytest.fixture(scope="session")
+def conv_pt2(testmodels, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Exported programs (`torch.export`, dynamic batch) of the test conv net for seeds 0 and 1.
+
+    Skips where zse.models.export (ExportedProgramFactory, what `--model X.pt2` resolves to) is missing.
+    """
+    pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
+    import torch
+
+    d = tmp_path_factory.mktemp("pt2")
+    out = {}
+    example = torch.zeros(2, 1, 3, 32, 32)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    for seed in (0, 1):
+        ep = torch.export.export(testmodels.make_net(seed), (example,), dynamic_shapes=({0: batch},))
+        out[seed] = d / f"conv-seed{seed}.pt2"
+        torch.export.save(ep, out[seed])
+    return out
+
+
 def tissue_volume(shape: tuple[int, ...], seed: int = 0, dtype: str = "uint8") -> np.ndarray:
     """Seeded brightfield-like volume: light background, a dark textured blob (tissue) in the middle."""
     rng = np.random.default_rng(seed)

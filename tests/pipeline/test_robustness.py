@@ -135,12 +135,20 @@ def test_killed_run_is_not_an_image(interrupted_output: Path, zse_inproc) -> Non
     assert "Traceback" not in info.stderr
 
 
-def test_resume_after_sigkill_is_bit_identical(interrupted_output: Path, reference_output: Path, kill_input: Path,
-                                               run_zse, zse_inproc, tmp_path: Path) -> None:
-    out = tmp_path / "resumed.zarr"
+@pytest.fixture(scope="module")
+def resumed_output(interrupted_output: Path, kill_input: Path, tmp_path_factory: pytest.TempPathFactory,
+                   testmodels_dir: Path) -> tuple[Path, int, subprocess.CompletedProcess[str]]:
+    """(output, blocks done before, process) of `zse enhance --resume` on a copy of the interrupted output."""
+    out = tmp_path_factory.mktemp("resumed") / "resumed.zarr"
     shutil.copytree(interrupted_output, out)  # a copy: other tests need the interrupted output as it is
     done_before = len(_markers(out))
-    proc = run_zse("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS, "--resume", ZSE_TEST_MODEL_DELAY="0")
+    proc = subprocess.run(zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS, "--resume"),
+                          capture_output=True, text=True, timeout=120, env=zse_env(ZSE_TEST_MODEL_DELAY="0"))
+    return out, done_before, proc
+
+
+def test_resume_after_sigkill_is_bit_identical(resumed_output, reference_output: Path, zse_inproc) -> None:
+    out, done_before, proc = resumed_output
     assert proc.returncode == 0, proc.stderr
     assert f"{done_before} already done" in proc.stderr, proc.stderr
     assert zarr.open_group(str(out), mode="r").attrs["zse"]["status"] == "complete"
@@ -151,6 +159,12 @@ def test_resume_after_sigkill_is_bit_identical(interrupted_output: Path, referen
     ome_zarr_models.open_ome_zarr(zarr.open_group(str(out), mode="r"))  # a valid image now
     info = zse_inproc("info", out)
     assert "zse run: complete" in info.stdout, info.stdout
+
+
+def test_input_never_written(kill_input: Path, kill_input_digest, reference_output: Path, resumed_output) -> None:
+    """After a finished run, a SIGKILLed run and its resume, the input's files, hashes and mtimes are unchanged."""
+    assert resumed_output[2].returncode == 0
+    assert tree_digest(kill_input) == kill_input_digest
 
 
 def _resume_args(change: tuple[str, str]) -> list[str]:
@@ -192,16 +206,6 @@ def test_resume_with_other_options_is_refused_cli(interrupted_output: Path, kill
     assert "was 8, now 12" in line
 
 
-def test_kill_input_never_written(kill_input: Path, kill_input_digest, reference_output: Path,
-                                  interrupted_output: Path, run_zse, tmp_path: Path) -> None:
-    """After a finished run, a SIGKILLed run and a resume, the input's files, hashes and mtimes are unchanged."""
-    out = tmp_path / "resumed.zarr"
-    shutil.copytree(interrupted_output, out)
-    proc = run_zse("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS, "--resume")
-    assert proc.returncode == 0, proc.stderr
-    assert tree_digest(kill_input) == kill_input_digest
-
-
 def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
     """LocalCluster with 2 worker processes; one is SIGKILLed once a block is done; the run still completes and
     equals an uninterrupted run on the same cluster."""
@@ -210,10 +214,10 @@ def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
     from zse.pipeline.run import run_enhance
     from zse.workflows.cluster import open_client
 
-    src_path = make_input(tmp_path / "in.zarr", (3, 384, 128), seed=3)
+    src_path = make_input(tmp_path / "in.zarr", (3, 256, 96), seed=3)
     before = tree_digest(src_path)
     source = open_image(src_path)
-    opts = make_options(tile=32, overlap=8, block=32)  # 48 blocks
+    opts = make_options(tile=32, overlap=8, block=32)  # 24 blocks
     # Workers cache the predictor per model checksum: both runs use the same factory (same delay).
     factory = testmodels.SlowConvFactory(seed=0, delay_s=0.02)
     killed: dict[str, int] = {}
@@ -253,25 +257,31 @@ def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
 
 
 @pytest.fixture(scope="module")
-def finished_small(tmp_path_factory: pytest.TempPathFactory, testmodels_dir: Path) -> tuple[Path, Path, tuple[str, ...]]:
-    """(input, finished output, options) of a small finished run in a `zse` subprocess."""
+def finished_small(tmp_path_factory: pytest.TempPathFactory, testmodels) -> tuple[Path, Path, tuple[str, ...]]:
+    """(input, finished output, options) of a small finished run (in this process, through cli.main)."""
+    from zse.models import registry
+    from zse.workflows.cli import main
+
     d = tmp_path_factory.mktemp("finished")
     src = make_input(d / "in.zarr", (3, 96, 96), seed=5)
     out = d / "out.zarr"
     args = ("--model", "test-conv", "--block", "32", "--tile", "32", "--overlap", "8", "--workers", "0", "--quiet")
-    proc = subprocess.run(zse_cmd("enhance", src, out, *args), capture_output=True, text=True, timeout=120,
-                          env=zse_env(ZSE_TEST_MODEL_DELAY="0"))
-    assert proc.returncode == 0, proc.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry.REGISTRY, "test-conv", (lambda: testmodels.SlowConvFactory(seed=0, delay_s=0.0), "test"))
+        try:
+            main(["enhance", str(src), str(out), *args])
+        except SystemExit as exc:
+            assert not exc.code, f"zse enhance exited {exc.code}"
     return src, out, args
 
 
-def test_overwrite_replaces_existing_output(tmp_path: Path, finished_small, run_zse) -> None:
+def test_overwrite_replaces_existing_output(tmp_path: Path, finished_small, zse_inproc) -> None:
     src, ref, args = finished_small
     before = tree_digest(src)
     out = tmp_path / "out.zarr"
     make_input(out, (3, 40, 40), seed=9)  # an existing OUT holding another image and a stray file
     (out / "stray.txt").write_text("old")
-    proc = run_zse("enhance", src, out, *args, "--overwrite")
+    proc = zse_inproc("enhance", src, out, *args, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert not (out / "stray.txt").exists()
     assert read_levels(out)[0].shape == (3, 96, 96)
@@ -309,3 +319,24 @@ def test_resume_on_finished_output_changes_nothing(tmp_path: Path, finished_smal
     assert after_attrs["zse"].get("summary") == before_attrs["zse"].get("summary")
     assert after_attrs == before_attrs
     assert {k: v[0] for k, v in tree_digest(out).items()} == {k: v[0] for k, v in before.items()}
+
+
+def test_exported_program_model_and_resume(tmp_path: Path, finished_small, conv_pt2, zse_inproc) -> None:
+    """`--model X.pt2` runs the exported net (same weights as test-conv: same output up to one grey level);
+    --resume with another .pt2 (other weights) is refused, with the same one resumes."""
+    src, conv_out, args = finished_small
+    out = tmp_path / "out.zarr"
+    pt2_args = list(args)
+    pt2_args[1] = str(conv_pt2[0])
+    proc = zse_inproc("enhance", src, out, *pt2_args)
+    assert proc.returncode == 0, proc.stderr
+    for a, b in zip(read_levels(out), read_levels(conv_out), strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    before = tree_digest(out)
+    other = list(args)
+    other[1] = str(conv_pt2[1])
+    proc = zse_inproc("enhance", src, out, *other, "--resume")
+    assert_one_line_error(proc, "--resume", "model")
+    assert tree_digest(out) == before
+    proc = zse_inproc("enhance", src, out, *pt2_args, "--resume")
+    assert proc.returncode == 0, proc.stderr
