@@ -260,3 +260,29 @@ def test_slurm_cluster_runs_a_task_over_tls(tmp_path: Path, fake_gpus: int, tls_
         time.sleep(0.5)
     assert not (tmp_path / "run" / "tls").exists()
     print(f"SLURMCluster worker up and task run in {started:.1f} s")
+
+
+@pytest.mark.slurm
+def test_dask_cluster_sbatch_scheduler_file_over_tls(sections: list[Path], tmp_path: Path, slurm_wait, slurm_jobs) -> None:
+    """deploy/templates/dask-cluster.sbatch: TLS scheduler + srun worker + `zse enhance --scheduler-file`."""
+    import zse.deploy
+
+    t0 = time.monotonic()
+    template = Path(zse.deploy.__file__).parent / "templates" / "dask-cluster.sbatch"
+    src = sections[0]
+    out = tmp_path / "o $x;'q" / "res ult.ome.zarr"
+    out.parent.mkdir()
+    run_dir = tmp_path / "run dir"
+    env = {**os.environ, "ZSE_PYTHON": sys.executable, "ZSE_RUN_DIR": str(run_dir), "ZSE_DASK_WORKER": ""}
+    proc = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/%j.log", "--mem=1G", "--cpus-per-task=1", str(template),
+                           str(src), str(out), "identity", "--block", "128"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().split(";")[0]
+    slurm_jobs.append(job)
+    states = slurm_wait([job], timeout=120)
+    log = (tmp_path / f"{job}.log").read_text()
+    assert states[job] == "COMPLETED", log[-3000:] + (run_dir / "workers.log").read_text()[-2000:]
+    assert re.search(r"Scheduler at:\s+tls://", (run_dir / "scheduler.log").read_text())
+    assert not (run_dir / "tls").exists()  # the key is removed when the job ends
+    assert np.array_equal(_levels(out)[0], _levels(src)[0])
+    print(f"dask-cluster.sbatch (scheduler file, TLS): {time.monotonic() - t0:.1f} s")
