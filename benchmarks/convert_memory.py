@@ -105,7 +105,8 @@ def _run_measured(cmd: list[str]) -> dict[str, float]:
     """Run cmd as a child; wall time, ru_maxrss of the children (MiB) and sampled peak RSS (MiB)."""
     import psutil
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage0.ru_maxrss
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
     ps = psutil.Process(proc.pid)
@@ -120,8 +121,11 @@ def _run_measured(cmd: list[str]) -> dict[str, float]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux; max over children so far
-    return {"wall_s": wall, "maxrss_mib": after / 1024, "maxrss_grew": after > before, "sampled_peak_rss_mib": peak / 2**20}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = usage.ru_maxrss  # KiB on Linux; max over children so far
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "maxrss_mib": after / 1024, "maxrss_grew": after > before,
+            "sampled_peak_rss_mib": peak / 2**20}
 
 
 def main() -> None:
@@ -175,10 +179,13 @@ def main() -> None:
         "input_file_bytes": in_bytes, "decoded_input_bytes": decoded, "output_bytes": out_bytes,
         "import_only_maxrss_mib": round(base["maxrss_mib"], 1),
         "convert_wall_s": round(conv["wall_s"], 1),
+        "convert_cpu_s": round(conv["cpu_s"], 1),
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
         "convert_maxrss_mib": round(conv["maxrss_mib"], 1),
         "convert_sampled_peak_rss_mib": round(conv["sampled_peak_rss_mib"], 1),
         "decoded_input_MB_per_s": round(decoded / 1e6 / conv["wall_s"], 1),
         "output_Mvoxel_per_s": round(voxels / 1e6 / conv["wall_s"], 2),
+        "decoded_input_MB_per_cpu_s": round(decoded / 1e6 / conv["cpu_s"], 1),
         "one_block_MiB": round(args.planes * args.block**2 * (3 if args.channel_mode == "keep" else 1) / 2**20, 1),
         "volume_MiB": round(voxels * (3 if args.channel_mode == "keep" else 1) / 2**20, 1),
     }

@@ -49,6 +49,7 @@ import dask.array as da
 import numpy as np
 import tifffile
 import zarr
+from dask.base import tokenize
 
 from zse.errors import ConfigError, InputError
 
@@ -565,7 +566,7 @@ def tiff_dask(info: TiffInfo, block_yx: tuple[int, int] = (1024, 1024)) -> da.Ar
     native = {"Y": by, "X": bx}
     chunks = tuple(native.get(a, 1 if a in _PLANE_AXES else s) for a, s in zip(info.axes, info.shape, strict=True))
     stat = info.path.stat()
-    name = f"tiff-level0-{abs(hash((str(info.path.resolve()), stat.st_size, stat.st_mtime_ns))):x}"
+    name = "tiff-level0-" + tokenize(str(info.path.resolve()), stat.st_size, stat.st_mtime_ns, chunks)
     arr = da.from_array(src, chunks=chunks, name=name, lock=False, asarray=False, fancy=False,
                         meta=np.empty((0,) * len(info.shape), dtype=info.dtype))
     arr = arr.transpose(info.order)
