@@ -243,7 +243,10 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
     if not 0 <= f < nz:
         raise ConfigError(f"--focal {focal} is outside the stack's planes; valid: 0..{nz - 1}")
 
-    plane_tabs, sec_tabs, ref_tabs, per_roi = [], {"xz": [], "yz": []}, {"xy": [], "xz": [], "yz": []}, []
+    plane_tabs: list[dict[str, np.ndarray]] = []
+    sec_tabs: dict[str, list[dict[str, np.ndarray]]] = {"xz": [], "yz": []}
+    ref_tabs: dict[str, list[dict[str, np.ndarray]]] = {"xy": [], "xz": [], "yz": []}
+    per_roi: list[dict[str, Any]] = []
     hmax = 0.5 * L
     hist_keys = ["x (all planes)", f"x (in-focus plane {f})"] + (["y (all planes)"] if has_y else []) + (
         ["ground truth (all planes)"] if has_gt else [])
@@ -253,7 +256,7 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
         t = M.plane_table(r.x, r.y, focal=f, fm_t=fm_t, data_range=L)
         t["plane_1based"] = t["plane"] + 1
         t["dom_x"] = np.array([M.delta_dom(p, data_range=L) for p in r.x])
-        if has_y:
+        if r.y is not None:
             t["dom_y"] = np.array([M.delta_dom(p, data_range=L) for p in r.y])
         plane_tabs.append(t)
         for o in ("xz", "yz"):

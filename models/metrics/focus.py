@@ -120,4 +120,4 @@ def delta_dom(
         edges = np.abs(ndimage.sobel(a, axis=-1, mode="nearest")) > edge_threshold
         n_edges = int(edges.sum())
         ratios.append(float(np.count_nonzero(edges & (s >= sharpness_threshold)) / n_edges) if n_edges else 0.0)
-    return float(np.hypot(*ratios))
+    return float(np.hypot(ratios[0], ratios[1]))

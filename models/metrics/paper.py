@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - manual sc
     np.set_printoptions(precision=4, suppress=True, linewidth=150)
     for k, v in curves.items():
         print(k, v)
-    for k, v in compare_with_paper(curves).items():
-        print(k, {a: round(b, 4) for a, b in v.items()})
+    for key, res in compare_with_paper(curves).items():
+        print(key, {a: round(b, 4) for a, b in res.items()})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,7 +69,7 @@ def spectral_coverage(volume: np.ndarray, *, noise_sigma: float | None = None, k
     k = positive(k, "k")
     sigma = noise_sigma_immerkaer(arr) if noise_sigma is None else positive(noise_sigma, "noise_sigma")
     sigma = max(sigma, 1e-12)
-    w = np.ones(1)
+    w: np.ndarray = np.ones(1)
     for n in arr.shape:
         w = np.multiply.outer(w, 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n))
     w = w.reshape(arr.shape)
