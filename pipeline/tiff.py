@@ -586,11 +586,12 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
     """
     if rgb.shape[-1] not in (3, 4):
         raise InputError(f"grayscale conversion needs 3 (RGB) or 4 (RGBA) samples, got {rgb.shape[-1]}")
-    work = np.uint32 if rgb.dtype.itemsize <= 2 else np.uint64
-    r = rgb[..., 0].astype(work)
-    g = rgb[..., 1].astype(work)
-    b = rgb[..., 2].astype(work)
-    y = (r * 299 + g * 587 + b * 114 + 500) // 1000
+    work = np.dtype(np.uint32 if rgb.dtype.itemsize <= 2 else np.uint64)
+    y = np.multiply(rgb[..., 0], 299, dtype=work)
+    y += np.multiply(rgb[..., 1], 587, dtype=work)
+    y += np.multiply(rgb[..., 2], 114, dtype=work)
+    y += 500
+    y //= 1000
     return y.astype(rgb.dtype)
 
 
@@ -743,7 +744,7 @@ def open_tiff_volume(
     zyxc = planes[0] if len(planes) == 1 else da.concatenate(planes, axis=0)
     if channel_mode == "gray":
         if first.color == "rgb":
-            data = zyxc.map_blocks(rgb_to_gray, drop_axis=3, dtype=first.dtype, token="bt601-gray")
+            data = da.map_blocks(rgb_to_gray, zyxc, drop_axis=3, dtype=first.dtype, token="bt601-gray")
         else:
             data = zyxc[..., 0]
         axes = "zyx"
