@@ -37,10 +37,37 @@ def extract_rois(slide: Path, out: Path, n: int, in_focus: Path | None, roi: int
     overview = np.asarray(low[low.shape[0] // 2]) if len(img.levels) > 1 else None
     focus_arr = None
     if in_focus is not None:
-        f = open_image(in_focus)
-        if f.meta.shape_zyx[1:] != img.meta.shape_zyx[1:]:
-            raise InputError(f"--in-focus {in_focus} is {f.meta.shape_zyx[1:]} in y, x; {slide} is {img.meta.shape_zyx[1:]}")
-        focus_arr = f.levels[0]
+        focus_arr = _open_in_focus(in_focus)
+        if tuple(focus_arr.shape[-2:]) != img.meta.shape_zyx[1:]:
+            raise InputError(f"--in-focus {in_focus} is {tuple(focus_arr.shape[-2:])} in y, x; {slide} is {img.meta.shape_zyx[1:]}")
     meta = run(stack, out, n=n, roi=roi, seed=seed, val_fraction=val_fraction, in_focus=focus_arr, overview=overview,
                source=str(slide))
     click.echo(f"wrote {len(meta['rois'])} ROIs of {roi}×{roi}×{img.meta.shape_zyx[0]} to {out}")
+
+
+def _open_in_focus(path: Path):
+    """Level 0 of an in-focus OME-Zarr: a z-scan (any planes) or a single focal plane ((1,) Y, X).
+
+    `open_image` refuses fewer than 3 planes (it opens z-scans), so a single-plane image is opened
+    from its multiscales metadata directly.
+    """
+    import zarr
+
+    from zse.errors import InputError
+    from zse.pipeline.ngff import open_image, read_multiscales
+
+    try:
+        return open_image(path).levels[0]
+    except InputError as exc:
+        if "plane" not in exc.message:
+            raise
+    group = zarr.open_group(str(path), mode="r")
+    if "bioformats2raw.layout" in group.attrs and "0" in group:
+        group = group["0"]
+    ms = read_multiscales(dict(group.attrs))
+    if ms is None:
+        raise InputError(f"--in-focus {path}: not an OME-Zarr image (no multiscales metadata)")
+    arr = group[ms[1]["datasets"][0]["path"]]
+    if arr.ndim not in (2, 3):
+        raise InputError(f"--in-focus {path}: level 0 has shape {arr.shape}; expected (y, x) or (z, y, x)")
+    return arr
