@@ -654,10 +654,8 @@ def slurm_cluster_kwargs(
         extra.append(f"--gres=gpu:{settings['gpus_per_job']}")
     worker_args = worker_lifetime_args(settings["walltime"], restart=bool(settings.get("lifetime_restart")))
     if settings["gpus_per_job"]:
-        per_process = settings["gpu_tasks_per_worker"] * max(
-            1, settings["gpus_per_job"] // settings["processes"]
-        )
-        worker_args += ["--resources", f"GPU={per_process}"]
+        # each worker process uses one GPU of the job (PinGPU narrows CUDA_VISIBLE_DEVICES)
+        worker_args += ["--resources", f"GPU={settings['gpu_tasks_per_worker']}"]
     scheduler_options: dict[str, Any] = {"dashboard_address": _dashboard(dashboard_address)}
     kwargs: dict[str, Any] = dict(
         cores=settings["cores"],
@@ -689,6 +687,7 @@ def _remote(
     *, cluster: str | None, scheduler_file: Any, no_tls: bool, tls_dir: Any, device: str, **_: Any
 ) -> Iterator[tuple[Any, dict[str, float] | None]]:
     from distributed import Client
+
     from zse.workflows.security import find_certificates, security_for
 
     address = None if scheduler_file else str(cluster)

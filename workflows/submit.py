@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from zse.workflows.cluster import load_profile, parse_walltime
 
 from zse import __version__
 from zse.errors import ConfigError, InputError, OutputError
+from zse.workflows.cluster import load_profile, parse_walltime
 
 _SUFFIXES = (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".svs", ".ndpi", ".czi", ".npz", ".npy")
 _SAFE_DIRECTIVE = re.compile(r"^[A-Za-z0-9_.:+=,@/\-\[\]%]+$")
