@@ -221,7 +221,7 @@ def test_output_is_input(tmp_path: Path, small_input: Path, zse_inproc) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "pipeline/run.py run_enhance only refuses OUT == IN (resolve() equality, ~line 130); with --overwrite, "
+    "pipeline/run.py run_enhance only refuses OUT == IN (resolve() equality, lines 143-144); with --overwrite, "
     "write.create_output then shutil.rmtree()s an OUT that *contains* the input: the input is deleted "
     "(then a FileNotFoundError traceback)"))
 def test_output_containing_input_is_refused(tmp_path: Path, zse_inproc) -> None:
