@@ -50,9 +50,9 @@ import numpy as np
 import scipy.fft
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import ndimage as ndi
-from zse.models import optics
 
 from zse.errors import ConfigError
+from zse.models import optics
 
 CELL_PX = 256
 """Side (pixels) of the global cells that own random numbers and of the per-cell convolution windows."""
