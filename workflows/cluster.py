@@ -363,7 +363,7 @@ def _gpu_device(device: str) -> bool:
 
 @contextlib.contextmanager
 def _quiet_config() -> Iterator[None]:
-    """Dask settings for zse runs (kept to this module): fewer retries before KilledWorker."""
+    """Dask settings for zse runs (kept to this module): a block whose worker dies 3 times fails the run."""
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 3}):

@@ -286,3 +286,17 @@ def test_dask_cluster_sbatch_scheduler_file_over_tls(sections: list[Path], tmp_p
     assert not (run_dir / "tls").exists()  # the key is removed when the job ends
     assert np.array_equal(_levels(out)[0], _levels(src)[0])
     print(f"dask-cluster.sbatch (scheduler file, TLS): {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.slurm
+def test_enhance_cluster_slurm_adaptive(sections: list[Path], tmp_path: Path) -> None:
+    """`zse enhance --cluster slurm`: adaptive scaling from 0 jobs submits a worker job, TLS, result equals input."""
+    t0 = time.monotonic()
+    out = tmp_path / "enh.ome.zarr"
+    run_dir = tmp_path / "run"
+    _zse("enhance", str(sections[1]), str(out), "--model", "identity", "--quiet", "--block", "128", "--cluster", "slurm",
+         "--profile", "ci", "--min-jobs", "0", "--max-jobs", "1", "--run-dir", str(run_dir), timeout=150)
+    assert np.array_equal(_levels(out)[0], _levels(sections[1])[0])
+    assert list((run_dir / "logs").glob("*.err")), "no worker job ran"
+    assert not (run_dir / "tls").exists()
+    print(f"zse enhance --cluster slurm: {time.monotonic() - t0:.1f} s")
