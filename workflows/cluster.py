@@ -534,7 +534,7 @@ def _local_cuda(
     kwargs: dict[str, Any] = dict(
         threads_per_worker=threads_per_worker or gpu_tasks_per_worker + 1,
         resources={"GPU": float(gpu_tasks_per_worker)},
-        ip="127.0.0.1",
+        host="127.0.0.1",
         dashboard_address=_dashboard(dashboard_address),
         silence_logs=logging.WARNING,
     )

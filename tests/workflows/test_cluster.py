@@ -99,6 +99,8 @@ def test_worker_lifetime_before_walltime() -> None:
 
 def test_slurm_job_script_gres_lifetime_tls(tmp_path: Path) -> None:
     """The SLURMCluster job script asks for the GPUs, ends workers early and carries TLS (no submission)."""
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra zse[slurm])")
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     from dask_jobqueue import SLURMCluster
 
     settings = zc.slurm_settings(zc.load_profile("gpu-example"), walltime="01:00:00", account="lab 1", max_jobs=3)
@@ -170,6 +172,7 @@ def test_remote_without_certificates_is_refused_before_connecting(tmp_path: Path
 
 
 def test_certificates_are_private(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     files = zs.make_certificates(tmp_path / "run")
     assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
     assert stat.S_IMODE(files.cert.stat().st_mode) == 0o600
@@ -183,6 +186,7 @@ def test_certificates_are_private(tmp_path: Path) -> None:
 @pytest.fixture
 def tls_scheduler(tmp_path: Path):
     """`dask scheduler` + `dask worker` with per-run TLS and a scheduler file, as the sbatch template starts them."""
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     files = zs.make_certificates(tmp_path)
     sched_file = tmp_path / "scheduler.json"
     tls = zs.dask_cli_tls_args(files)

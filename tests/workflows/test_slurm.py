@@ -227,6 +227,8 @@ def test_scancel_then_resubmit_resumes_bit_identically(tmp_path: Path, slurm_wai
 
 @pytest.mark.slurm
 def test_slurm_cluster_runs_a_task_over_tls(tmp_path: Path, fake_gpus: int, tls_refused) -> None:
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra zse[slurm])")
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     from distributed import Client
 
     t0 = time.monotonic()
@@ -265,6 +267,7 @@ def test_slurm_cluster_runs_a_task_over_tls(tmp_path: Path, fake_gpus: int, tls_
 @pytest.mark.slurm
 def test_dask_cluster_sbatch_scheduler_file_over_tls(sections: list[Path], tmp_path: Path, slurm_wait, slurm_jobs) -> None:
     """deploy/templates/dask-cluster.sbatch: TLS scheduler + srun worker + `zse enhance --scheduler-file`."""
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     import zse.deploy
 
     t0 = time.monotonic()
@@ -291,6 +294,8 @@ def test_dask_cluster_sbatch_scheduler_file_over_tls(sections: list[Path], tmp_p
 @pytest.mark.slurm
 def test_enhance_cluster_slurm_adaptive(sections: list[Path], tmp_path: Path) -> None:
     """`zse enhance --cluster slurm`: adaptive scaling from 0 jobs submits a worker job, TLS, result equals input."""
+    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra zse[slurm])")
+    pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     t0 = time.monotonic()
     out = tmp_path / "enh.ome.zarr"
     run_dir = tmp_path / "run"
