@@ -57,7 +57,7 @@ class RLDeconvParams(BaseModel):
     refractive_index: float = Field(1.0, ge=1.0, description="medium of the defocus")
     z_step_um: float = Field(1.0, gt=0, description="focal step between planes in the sample")
     pixel_um: float = Field(1.0, gt=0, description="lateral pixel size")
-    iterations: int = Field(10, ge=0, le=500)
+    iterations: int = Field(80, ge=0, le=1000)
     background: float = Field(0.91, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
     z_pad: int = Field(4, ge=0, le=64, description="unobserved object planes added above and below")
     max_psf_radius_px: int = Field(32, ge=1, le=256, description="lateral PSF radius cap (px)")

@@ -37,7 +37,7 @@ def test_independent_of_slab_size_and_a_crop_of_a_larger_volume() -> None:
 
 
 def test_dask_array_matches_numpy() -> None:
-    shape = (5, 70, 60)
+    shape = (5, 70, 40)
     xs, gt = S.synthesize(shape, 2)
     lazy = S.synth_dask(shape, 2, "x-scan", slab_px=40)
     assert lazy.shape == shape and lazy.dtype == np.uint8
