@@ -85,12 +85,12 @@ class SynthParams(BaseModel):
     truth_refractive_index: float = Field(optics.HIGH_NA_INDEX, ge=1.0)
     section_um: float = Field(20.0, gt=0, description="section thickness, µm")
     section_wobble_um: float = Field(3.0, ge=0, description="std of the section mid-plane's axial offset over the slide, µm")
-    background: float = Field(0.91, gt=0, le=1.0, description="I0 as a fraction of the dtype maximum")
+    background: float = Field(0.95, gt=0, le=1.0, description="I0 as a fraction of the dtype maximum")
     photons: float = Field(20000.0, gt=0, description="electrons at I0 (shot noise)")
     read_noise: float = Field(0.5, ge=0, description="read noise σ in 8-bit grey levels")
-    neuropil_mu: float = Field(0.004, ge=0, description="mean neuropil absorption, 1/µm")
-    granule_mu: float = Field(0.8, ge=0, description="absorption of neuropil granules per unit of texture excess")
-    neurons_per_mm2: float = Field(1600.0, ge=0)
+    neuropil_mu: float = Field(0.002, ge=0, description="mean neuropil absorption, 1/µm")
+    granule_mu: float = Field(1.2, ge=0, description="absorption of neuropil granules per unit of texture excess")
+    neurons_per_mm2: float = Field(1900.0, ge=0)
     glia_per_mm2: float = Field(1500.0, ge=0)
     fibres_per_mm2: float = Field(12000.0, ge=0)
 
@@ -231,7 +231,8 @@ _MAX_EXTENT_UM = 36.0
 _PATCH_SIGMA_UM = 6.0  # largest distance from an object's anchor point to any voxel it touches
 
 
-def _cell_objects(seed: int, cy: int, cx: int, geo: _Geometry, params: SynthParams) -> list[tuple]:
+@lru_cache(maxsize=64)
+def _cell_objects(seed: int, cy: int, cx: int, geo: _Geometry, params: SynthParams) -> tuple[tuple, ...]:
     """Objects anchored in global cell (cy, cx), coordinates in µm (z, y, x), from that cell's seed."""
     rng = _rng(seed, cy, cx, _STREAM_OBJECTS)
     side = CELL_PX * geo.px
@@ -240,20 +241,20 @@ def _cell_objects(seed: int, cy: int, cx: int, geo: _Geometry, params: SynthPara
     objs: list[tuple] = []
     for _ in range(rng.poisson(params.fibres_per_mm2 * area_mm2)):
         c = np.array([rng.uniform(geo.z_top, geo.z_bot), y0 + rng.uniform(0, side), x0 + rng.uniform(0, side)])
-        c[0] += float(_section_offset_um(seed, c[1], c[2], params))
+        c[0] += _section_offset_at(seed, c[1], c[2], params.section_wobble_um)
         theta, elev = rng.uniform(0, np.pi), rng.normal(0, 0.25)
         d = np.array([np.sin(elev), np.cos(elev) * np.sin(theta), np.cos(elev) * np.cos(theta)])
         half = rng.uniform(7.5, 30.0)
         objs.append(("tube", c - half * d, c + half * d, rng.uniform(0.3, 0.9), 0.6, rng.uniform(0.2, 0.6)))
     for _ in range(rng.poisson(params.glia_per_mm2 * area_mm2)):
         c = np.array([rng.uniform(geo.z_top - 2, geo.z_bot + 2), y0 + rng.uniform(0, side), x0 + rng.uniform(0, side)])
-        c[0] += float(_section_offset_um(seed, c[1], c[2], params))
+        c[0] += _section_offset_at(seed, c[1], c[2], params.section_wobble_um)
         a = rng.uniform(2.0, 4.0)
         axes = (a * rng.uniform(0.8, 1.0), a, a * rng.uniform(0.6, 1.0))
         objs.append(("glia", c, axes, rng.uniform(0, np.pi), rng.uniform(0.15, 0.35)))
     for _ in range(rng.poisson(params.neurons_per_mm2 * area_mm2)):
         c = np.array([rng.uniform(geo.z_top - 3, geo.z_bot + 3), y0 + rng.uniform(0, side), x0 + rng.uniform(0, side)])
-        c[0] += float(_section_offset_um(seed, c[1], c[2], params))
+        c[0] += _section_offset_at(seed, c[1], c[2], params.section_wobble_um)
         a = rng.uniform(4.5, 10.0)  # semi-major lateral axis: 10–24 µm cells, up to 30 µm with dendrite base
         b = a * rng.uniform(0.6, 1.0)
         cz = min(a, b) * rng.uniform(0.8, 1.1)
@@ -269,7 +270,23 @@ def _cell_objects(seed: int, cy: int, cx: int, geo: _Geometry, params: SynthPara
             d = np.array([np.sin(elev), np.cos(elev) * np.sin(phi), np.cos(elev) * np.cos(phi)])
             length = a * rng.uniform(1.5, 2.5)
             objs.append(("tube", c + 0.5 * a * d, c + (0.5 * a + length) * d, 0.35 * b, 0.25, 0.9 * mu))
-    return objs
+    return tuple(objs)
+
+
+@lru_cache(maxsize=32)
+def _section_waves(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0, 0, _STREAM_SECTION]))
+    n = 8
+    return rng.uniform(250.0, 1000.0, n), rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2 * np.pi, n)
+
+
+def _section_offset_at(seed: int, y_um: float, x_um: float, wobble_um: float) -> float:
+    """Scalar `_section_offset_um` (for object anchors)."""
+    lam, ang, phase = _section_waves(seed)
+    total = 0.0
+    for la, an, ph in zip(lam.tolist(), ang.tolist(), phase.tolist(), strict=True):
+        total += math.cos(2 * math.pi * (math.sin(an) * y_um + math.cos(an) * x_um) / la + ph)
+    return total * wobble_um * math.sqrt(2.0 / len(lam))
 
 
 def _section_offset_um(seed: int, y_um: Any, x_um: Any, params: SynthParams) -> np.ndarray:
@@ -280,11 +297,8 @@ def _section_offset_um(seed: int, y_um: Any, x_um: Any, params: SynthParams) -> 
     random directions and phases from the seed alone), scaled to a standard deviation of
     ``section_wobble_um``; a pure function of position, so slabs agree.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0, 0, _STREAM_SECTION]))
-    n = 8
-    lam = rng.uniform(250.0, 1000.0, n)
-    ang = rng.uniform(0, 2 * np.pi, n)
-    phase = rng.uniform(0, 2 * np.pi, n)
+    lam, ang, phase = _section_waves(seed)
+    n = len(lam)
     y = np.asarray(y_um, dtype=np.float64)
     x = np.asarray(x_um, dtype=np.float64)
     out = np.zeros(np.broadcast_shapes(y.shape, x.shape))
