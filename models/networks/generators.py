@@ -185,15 +185,18 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def count_flops(module: nn.Module, shape: tuple[int, ...] = (1, 1, 29, 128, 128)) -> int:
-    """FLOPs (2 × multiply-adds, torch.utils.flop_counter) of one forward pass on a zero tensor."""
+    """FLOPs (2 × multiply-adds, torch.utils.flop_counter) of one forward pass of `shape`.
+
+    Counted on a copy on the meta device: no memory, no compute.
+    """
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = module.training
-    module.eval()
-    x = torch.zeros(shape)
+    meta = copy.deepcopy(module).to("meta").eval()
+    x = torch.zeros(shape, device="meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    module.train(was_training)
+        meta(x)
     return int(counter.get_total_flops())
 
 
