@@ -344,13 +344,13 @@ def _resolution_yx(page: tifffile.TiffPage, unit_um: float | None) -> tuple[tupl
     """Pixel size (y, x) in µm from XResolution/YResolution (px per unit), or (None, None) and why."""
     xres, yres = page.resolution  # px per unit, floats (1.0, 1.0) when absent
     if unit_um is None:
-        return (None, None), "resolution tags without a unit"
+        return (None, None), "its resolution tags have no unit"
     sizes = []
     for r in (yres, xres):
         sizes.append(unit_um / r if r and r > 0 else None)
     if any(s is None or not (1e-4 < s <= _MAX_PIXEL_UM) for s in sizes):
         shown = f"{xres:g} px per {'inch' if unit_um == 25400.0 else f'{unit_um:g} µm'}"
-        return (None, None), f"TIFF resolution {shown} ignored (not a microscope pixel size)"
+        return (None, None), f"its TIFF resolution {shown} was ignored (not a microscope pixel size)"
     return (sizes[0], sizes[1]), ""
 
 
@@ -626,12 +626,12 @@ def resolve_voxel_size(
         missing = ", ".join(ax for ax, v in zip("zyx", (z, y, x), strict=True) if v is None)
         hint = ",".join(f"{v:g}" if v is not None else ("1.0" if ax == "z" else "0.25")
                         for ax, v in zip("zyx", (z, y, x), strict=True))
-        said = f"it gives {known} ({first.voxel_size_from})" if known else "it gives none"
+        said = f"only {known} ({first.voxel_size_from})" if known else "no voxel size"
         why = f"; {first.notes[0]}" if first.notes else ""
+        others = " (and the other files)" if len(infos) > 1 else ""
         raise InputError(
-            f"voxel size unknown for {missing}: {first.path.name}{' and the other files' if len(infos) > 1 else ''}"
-            f" carry no such metadata ({said}{why}); give --voxel-size Z,Y,X in micrometres, "
-            f"e.g. --voxel-size {hint}"
+            f"voxel size unknown for {missing}: the metadata of {first.path.name}{others} gives {said}{why}; "
+            f"give --voxel-size Z,Y,X in micrometres, e.g. --voxel-size {hint}"
         )
     src = first.voxel_size_from or "metadata"
     return (z, y, x), {"z": src, "y": src, "x": src}
