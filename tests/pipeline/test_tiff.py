@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
+from zse.errors import ConfigError, InputError
 from zse.pipeline.tiff import (
     TiffLevel0,
     collect_inputs,
@@ -22,8 +24,6 @@ from zse.pipeline.tiff import (
     rgb_to_gray,
     tiff_dask,
 )
-
-from zse.errors import ConfigError, InputError
 
 APERIO_DESC = "Aperio Image Library v12.0.15 \n{w}x{h} [0,0 {w}x{h}] (64x64) JPEG/RGB Q=90|AppMag = 20|MPP = {mpp}"
 
@@ -303,3 +303,22 @@ def test_bad_inputs_one_clear_line(tmp_path: Path, rng: np.random.Generator) -> 
     tifffile.imwrite(f32, np.zeros((8, 8), np.float32))
     with pytest.raises(InputError, match="holds float32 pixels; valid data types are uint8 and uint16"):
         inspect_tiff(f32)
+
+
+def test_open_reads_no_pixels_and_a_block_reads_only_its_tiles(tmp_path: Path, rng: np.random.Generator,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        write_huron(tmp_path / f"q_z{i}.tif", rng.integers(0, 255, (128, 128), dtype=np.uint8), tile=32)
+    reads: list[tuple[slice, ...]] = []
+    original = TiffLevel0.__getitem__
+
+    def counting(self: TiffLevel0, key: tuple[slice, ...]) -> np.ndarray:
+        reads.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(TiffLevel0, "__getitem__", counting)
+    vol = open_tiff_volume([tmp_path], voxel_size_um=(1, 1, 1), block_yx=(64, 64))
+    assert reads == []  # validation reads metadata only
+    block = vol.data[:, 64:128, 0:64].compute()
+    assert block.shape == (3, 64, 64)
+    assert len(reads) == 3 and all(k[:2] == (slice(64, 128), slice(0, 64)) for k in reads)  # one tile-aligned read per plane
