@@ -247,7 +247,7 @@ def test_ctrl_c_aborts_and_resumes(sigint_run, reference_output: Path, kill_inpu
                                    zse_inproc) -> None:
     out, proc = sigint_run
     assert proc.returncode == 130, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "zse: aborted", proc.stderr
+    assert "zse: aborted" in proc.stderr.splitlines(), proc.stderr
     assert len(_markers(out)) < _n_blocks(KILL_SHAPE[-2:], 64), "the run finished before Ctrl-C"
     assert zarr.open_group(str(out), mode="r").attrs["zse"]["status"] == "incomplete"
     resumed = tmp_path / "resumed.zarr"
