@@ -60,10 +60,14 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), None)
+        if detail is None:  # not a refused import: a corrupt or foreign pickle
+            detail = next((ln for ln in lines if ln.startswith("Unsupported")), lines[-1] if lines else "")
+            raise ModelError(f"checkpoint {path} cannot be read by the safe loader ({detail}); expected a zse checkpoint") from None
         raise ModelError(
-            f"checkpoint {path} was refused: it is not a plain-data file that loads with weights_only=True "
-            f"(it would import or run code: {first}); expected a zse checkpoint"
+            f"checkpoint {path} was refused: it would import or run code when loaded ({detail}); only plain-data "
+            f"zse checkpoints are loaded (torch.load weights_only=True)"
         ) from None
     except Exception as exc:  # zip/format errors, truncated files
         raise ModelError(f"checkpoint {path} cannot be read as a torch file ({type(exc).__name__}: {exc}); expected a zse checkpoint") from None

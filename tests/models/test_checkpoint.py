@@ -77,9 +77,13 @@ def test_wrong_kinds_are_explained(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="bare state_dict.*expected format 'zse-checkpoint'"):
         load_checkpoint(sd)
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(256))
+    junk.write_bytes(b"\x80\x02not a checkpoint" * 16)
     with pytest.raises(ModelError, match="cannot be read"):
         load_checkpoint(junk)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(ModelError, match="cannot be read"):
+        load_checkpoint(text)
     lst = tmp_path / "list.pt"
     torch.save([1, 2], lst)
     with pytest.raises(ModelError, match="holds a list"):
