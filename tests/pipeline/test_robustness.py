@@ -533,3 +533,17 @@ def test_resume_with_changed_input_is_refused(tmp_path: Path, zse_inproc) -> Non
     proc = zse_inproc("enhance", src, out, *SIM_OPTS, "--resume")
     assert_one_line_error(proc, "--resume", "input")
     assert tree_digest(out) == before
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "pipeline/plan.py read_run_record does `json.loads(f.read_text())` unguarded: a damaged OUT/.zse/run.json "
+    "(disk full, file-system hiccup, hand edit) gives a JSONDecodeError traceback from `zse enhance --resume` "
+    "and from `zse info`; raise OutputError('OUT/.zse/run.json is not valid JSON ...; use --overwrite') instead"))
+@pytest.mark.parametrize("command", ["enhance", "info"])
+def test_damaged_run_record(command: str, tmp_path: Path, finished_small, zse_inproc) -> None:
+    src, finished, args = finished_small
+    out = tmp_path / "out.zarr"
+    shutil.copytree(finished, out)
+    (out / ".zse" / "run.json").write_text('{"hash": "abc", "inp')
+    proc = zse_inproc("enhance", src, out, *args, "--resume") if command == "enhance" else zse_inproc("info", out)
+    assert_one_line_error(proc, "run.json")
