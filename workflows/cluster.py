@@ -345,12 +345,17 @@ def _validate_cluster(cluster: str | None, scheduler_file: str | None) -> str:
     )
 
 
-def _dashboard(address: str | None) -> str | None:
+def _dashboard_kwargs(address: str | None) -> dict[str, Any]:
+    """Scheduler keyword arguments for --dashboard-address ("none" disables the dashboard).
+
+    Passing dashboard_address=None does not disable it (Dask then binds :8787 on every interface):
+    "none" keeps the scheduler's HTTP server (health checks) on 127.0.0.1 and turns the dashboard off.
+    """
     if address is None:
-        return DEFAULT_DASHBOARD
-    if address.lower() in ("none", "off", ""):
-        return None
-    return address
+        return {"dashboard_address": DEFAULT_DASHBOARD}
+    if address.strip().lower() in ("none", "off", ""):
+        return {"dashboard_address": DEFAULT_DASHBOARD, "dashboard": False}
+    return {"dashboard_address": address}
 
 
 def _default_run_dir() -> Path:
@@ -494,12 +499,14 @@ def _local(
     torch_threads = max(1, cores // n_workers)
     resources = {"GPU": float(gpu_tasks_per_worker)} if gpu else None
     env = {var: str(torch_threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    dash = _dashboard_kwargs(dashboard_address)
     kwargs: dict[str, Any] = dict(
         n_workers=n_workers,
         threads_per_worker=threads,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=_dashboard(dashboard_address),
+        dashboard_address=dash.pop("dashboard_address"),
+        scheduler_kwargs=dash,
         silence_logs=logging.WARNING,
         env=env,
     )
@@ -535,9 +542,11 @@ def _local_cuda(
         threads_per_worker=threads_per_worker or gpu_tasks_per_worker + 1,
         resources={"GPU": float(gpu_tasks_per_worker)},
         host="127.0.0.1",
-        dashboard_address=_dashboard(dashboard_address),
         silence_logs=logging.WARNING,
     )
+    dash = _dashboard_kwargs(dashboard_address)
+    kwargs["dashboard_address"] = dash.pop("dashboard_address")
+    kwargs["scheduler_kwargs"] = dash
     if workers:
         kwargs["n_workers"] = workers
     with LocalCUDACluster(**kwargs) as lc, Client(lc) as client:
@@ -656,7 +665,7 @@ def slurm_cluster_kwargs(
     if settings["gpus_per_job"]:
         # each worker process uses one GPU of the job (PinGPU narrows CUDA_VISIBLE_DEVICES)
         worker_args += ["--resources", f"GPU={settings['gpu_tasks_per_worker']}"]
-    scheduler_options: dict[str, Any] = {"dashboard_address": _dashboard(dashboard_address)}
+    scheduler_options: dict[str, Any] = _dashboard_kwargs(dashboard_address)
     kwargs: dict[str, Any] = dict(
         cores=settings["cores"],
         processes=settings["processes"],

@@ -131,6 +131,11 @@ def _threads() -> tuple[int, str | None]:
     return torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
 
 
+def _http_bound(client) -> set[str]:
+    server = client.cluster.scheduler.http_server
+    return {sock.getsockname()[0] for sock in server._sockets.values()}
+
+
 def test_local_cluster_runs_tasks_on_localhost() -> None:
     with zc.open_client(device="cpu", workers=1) as client:
         info = client.scheduler_info()
@@ -142,6 +147,7 @@ def test_local_cluster_runs_tasks_on_localhost() -> None:
         cores = len(os.sched_getaffinity(0))
         assert n_torch == cores and omp == str(cores)
         assert "127.0.0.1" in client.dashboard_link
+        assert _http_bound(client) == {"127.0.0.1"}
 
 
 def test_local_cluster_gpu_resources() -> None:
@@ -152,6 +158,8 @@ def test_local_cluster_gpu_resources() -> None:
         res = zc.task_resources(client)
         assert res == {"GPU": 1}
         assert client.submit(sum, [1, 2], resources=res).result() == 3
+        # "none": Dask's fallback to :8787 on every interface is not taken
+        assert _http_bound(client) == {"127.0.0.1"}
 
 
 def test_local_cuda_without_dask_cuda_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
