@@ -237,6 +237,8 @@ def test_slurm_cluster_runs_a_task_over_tls(tmp_path: Path, fake_gpus: int, tls_
                         run_dir=str(tmp_path / "run")) as client:
         address = client.scheduler.address
         assert address.startswith("tls://")
+        http = client.cluster.scheduler.http_server
+        assert {sock.getsockname()[0] for sock in http._sockets.values()} == {"127.0.0.1"}  # dashboard: localhost only
         client.wait_for_workers(1, timeout=120)
         resources = zc.task_resources(client)
         assert resources == ({"GPU": 1} if gpus else None)
