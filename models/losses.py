@@ -182,8 +182,8 @@ def generator_loss(
     alpha: torch.Tensor,
     cyc_w: torch.Tensor,
     dr: Draws,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_G and its terms (floats, for logging).
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_G and its terms (detached 0-d tensors, for logging without a device sync).
 
     Args:
         x: blurred input; fake = G_S(x); rec = G_B(fake); idt_b = G_B(x); idt_s = G_S(fake); all
@@ -197,15 +197,9 @@ def generator_loss(
     l_cyc = cycle_loss(rec, x, cyc_w, cfg.cycle_reduce)
     l_idt = F.l1_loss(idt_b.float(), x.float()) + F.l1_loss(idt_s.float(), fake.float())
     total = l_gb + l_gs_h + l_gs_v + cfg.lambda_cycle * l_cyc + cfg.lambda_identity * l_idt
-    terms = {
-        "g_total": total.item(),
-        "g_adv_b": l_gb.item(),
-        "g_adv_s_xy": l_gs_h.item(),
-        "g_adv_s_vert": l_gs_v.item(),
-        "g_cycle": l_cyc.item(),
-        "g_identity": l_idt.item(),
-    }
-    return total, terms
+    terms = {"g_total": total, "g_adv_b": l_gb, "g_adv_s_xy": l_gs_h, "g_adv_s_vert": l_gs_v, "g_cycle": l_cyc,
+             "g_identity": l_idt}
+    return total, {k: v.detach().float() for k, v in terms.items()}
 
 
 def discriminator_loss(
@@ -219,8 +213,8 @@ def discriminator_loss(
     cfg: LossConfig,
     alpha: torch.Tensor,
     dr: Draws,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_D = L_DS + L_DB and its terms.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_D = L_DS + L_DB and its terms (detached 0-d tensors).
 
     Args:
         x: blurred input (N, 1, Z, Y, X); y2d: in-focus patches (N, 1, Y, X); y29: in-focus vertical
@@ -237,7 +231,7 @@ def discriminator_loss(
     l_ds = cfg.d_factor * (s_real + s_fake)
     l_db = cfg.d_factor * (b_real + b_fake)
     total = l_ds + l_db
-    return total, {"d_total": total.item(), "d_s": l_ds.item(), "d_b": l_db.item()}
+    return total, {k: v.detach().float() for k, v in {"d_total": total, "d_s": l_ds, "d_b": l_db}.items()}
 
 
 class ImagePool:

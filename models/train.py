@@ -258,12 +258,13 @@ def train(
     stopped_by = "max_steps"
     deadline = None if tc.max_minutes is None else t_start + 60.0 * tc.max_minutes
     cyc_w = plane_weights(lc.cycle_weights, z, None if lc.cycle_weights.kind != "sharpness" else val_x, cycle=True).to(device)
-    acc: dict[str, float] = {}
+    acc: dict[str, torch.Tensor] = {}
+    alpha_fixed = None if lc.alpha.kind == "sharpness" else plane_weights(lc.alpha, z).to(device)
     n_acc = 0
     try:
         while step < tc.max_steps:
             x, y2d, y29 = data.sample(np_rng, tc.batch_size, crop=cfg.data.crop_yx, flips=cfg.data.flips, device=device)
-            alpha = plane_weights(lc.alpha, z, x).to(device)
+            alpha = alpha_fixed if alpha_fixed is not None else plane_weights(lc.alpha, z, x).to(device)
             if lc.cycle_weights.kind == "sharpness":
                 cyc_w = plane_weights(lc.cycle_weights, z, x, cycle=True).to(device)
             dr = Draws.draw(py_rng, z, x.shape[-2], x.shape[-1])
@@ -300,11 +301,11 @@ def train(
             step += 1
             bar.update(1)
 
-            for k, v in {**terms_g, **terms_d}.items():
-                acc[k] = acc.get(k, 0.0) + v
+            for k, v in {**terms_g, **terms_d}.items():  # stays on the device: no sync per step
+                acc[k] = acc[k] + v if k in acc else v
             n_acc += 1
             if step % tc.log_every == 0 or step == tc.max_steps:
-                row = {k: v / n_acc for k, v in acc.items()}
+                row = {k: v.item() / n_acc for k, v in acc.items()}
                 row.update(step=step, time_s=round(time.monotonic() - t_start, 2), lr_g=scheds["g"].get_last_lr()[0])
                 writer.writerow(row)
                 log_f.flush()

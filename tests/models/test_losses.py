@@ -94,7 +94,7 @@ def test_generator_loss_lsgan_by_hand() -> None:
     idt = 0.1 + abs(0.3 - 0.5)
     expect = adv_b + adv_xy + adv_v + 10.5 * cyc + 0.5 * idt
     assert total.item() == pytest.approx(expect, rel=1e-6)
-    assert t["g_cycle"] == pytest.approx(0.6) and t["g_identity"] == pytest.approx(0.3)
+    assert t["g_cycle"].item() == pytest.approx(0.6) and t["g_identity"].item() == pytest.approx(0.3)
     assert d_s.shapes == [(1, 1, 4, 4), (1, 1, 4, 3)]  # horizontal plane, then xz section (X, Z)
 
 
@@ -110,9 +110,9 @@ def test_discriminator_loss_lsgan_by_hand() -> None:
     s_fake = 2.0 * 0.65 * a**2 + 0.35 * 0.5 * a**2
     b_real = 1.5 * (b - 1) ** 2
     b_fake = 1.0 * b**2
-    assert t["d_s"] == pytest.approx(0.5 * (s_real + s_fake), rel=1e-6)
-    assert t["d_b"] == pytest.approx(0.5 * (b_real + b_fake), rel=1e-6)
-    assert total.item() == pytest.approx(t["d_s"] + t["d_b"], rel=1e-6)
+    assert t["d_s"].item() == pytest.approx(0.5 * (s_real + s_fake), rel=1e-6)
+    assert t["d_b"].item() == pytest.approx(0.5 * (b_real + b_fake), rel=1e-6)
+    assert total.item() == pytest.approx(t["d_s"].item() + t["d_b"].item(), rel=1e-6)
 
 
 def test_paper_log_loss_by_hand() -> None:
