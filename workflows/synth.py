@@ -67,7 +67,8 @@ BLUR_PRESETS: dict[str, tuple[float, float]] = {
     # name: (na, z_step_um)
     "mild": (0.5, 1.0),
     "standard": (0.75, 1.0),
-    "strong": (0.75, 1.5),
+    "huron": (0.75, 1.4),  # best match to the real Huron ROIs' per-plane sharpness curve (docs/synth.md)
+    "strong": (0.75, 2.0),
 }
 
 
@@ -643,7 +644,8 @@ def _parse_shape(value: str) -> tuple[int, int, int]:
 @click.option("--ngff", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
 @click.option("--dtype", type=click.Choice(["uint8", "uint16"]), default="uint8", show_default=True)
 @click.option("--blur", type=click.Choice(sorted(BLUR_PRESETS)), default=None,
-              help="Blur preset (sets --na and --z-step): mild = NA 0.5, 1 µm; standard = NA 0.75, 1 µm; strong = NA 0.75, 1.5 µm.")
+              help="Blur preset (sets --na and --z-step unless given): mild = NA 0.5, 1 µm; standard (default) = NA 0.75, "
+                   "1 µm; huron = NA 0.75, 1.4 µm (closest to the real ROIs); strong = NA 0.75, 2 µm.")
 @click.option("--na", type=float, default=None, help="Widefield objective NA (default 0.75).")
 @click.option("--z-step", "z_step", type=float, default=None, help="Focal step in the sample, µm (default 1.0).")
 @click.option("--voxel-size", "voxel_size", default="1,1,1", show_default=True, help="Voxel size z,y,x in µm recorded in the metadata.")
@@ -677,7 +679,7 @@ def synth(out: Path, shape: str, seed: int, ground_truth: Path | None, ngff: str
     import dask
 
     for kind, path in targets:
-        vol = synth_dask(shape_zyx, seed, kind, dtype=dtype, params=params)
+        vol = synth_dask(shape_zyx, seed, kind, dtype=dtype, params=params, slab_px=CELL_PX)
         attrs = {
             "synth": {
                 "seed": seed,
