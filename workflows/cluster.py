@@ -440,7 +440,7 @@ def _open_client(**opts: Any) -> Iterator[Any]:
         raise ConfigError(f"--workers {opts['workers']}: must be at least 1")
     if opts["gpu_tasks_per_worker"] < 1:
         raise ConfigError(f"gpu_tasks_per_worker {opts['gpu_tasks_per_worker']}: must be at least 1")
-    builders = {
+    builders: dict[str, Callable[..., contextlib.AbstractContextManager[tuple[Any, dict[str, float] | None]]]] = {
         "local": _local,
         "local-cuda": _local_cuda,
         "slurm": _slurm,
@@ -646,7 +646,7 @@ def slurm_settings(profile: Mapping[str, Any], **cli: Any) -> dict[str, Any]:
     s["cores"] = int(s.get("cores") or processes * threads)
     s["threads_per_worker"] = max(1, s["cores"] // processes)
     s["torch_threads"] = max(1, s["cores"] // processes)
-    s["min_jobs"] = int(s.get("min_jobs") if s.get("min_jobs") is not None else 0)
+    s["min_jobs"] = int(s.get("min_jobs") or 0)
     s["max_jobs"] = int(s.get("max_jobs") or max(1, s["min_jobs"]))
     if s["max_jobs"] < s["min_jobs"]:
         raise ConfigError(f"--max-jobs {s['max_jobs']} is below --min-jobs {s['min_jobs']}")
