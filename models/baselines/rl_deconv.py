@@ -19,14 +19,24 @@ Method (Holmes & O'Connor 2000; Tadrous 2010), per tile, in torch (CPU or CUDA):
    defines the ground truth of `zse synth`), which preserves every plane's mean optical density, then
    back to intensity, I0·exp(−OD), and to [-1, 1].
 
-Stopping: RL amplifies noise as iterations grow. The default of 10 iterations was chosen on `zse synth`
-phantoms simulated with one PSF and deconvolved with a different one (NA 0.7 instead of 0.75); see
-docs/synth.md for the sweep of the Pearson correlation with the ground truth against iterations.
+Stopping: RL amplifies noise as iterations grow, so the iteration count is the regulariser. The
+default of 80 was chosen on `zse synth` phantoms (96×96×29, NA 0.75, 1.4 µm step) deconvolved with a
+different PSF (NA 0.7, 1.3 µm step): the Pearson correlation of the estimated object with the
+phantom's μ rose 0.56 (10 it.) → 0.64 (20) → 0.74 (40) → 0.83 (80) → 0.87 (120), and that of the
+output with the ground truth 0.949 → 0.964 → 0.976 → 0.986 → 0.989 (input: 0.987; with noisier data,
+2 000 e⁻, the output passes the input's 0.981 before 80 iterations). No noise amplification showed
+up to 120 iterations on these low-noise phantoms; convergence is slow, hence the high default.
+Table and caveats (the synthetic truth is close to the input): docs/synth.md.
 
 Margin: RL is not strictly local — after n iterations information can travel n PSF radii — but the
-influence decays fast. ``margin_px`` (default 32 px, the lateral PSF radius cap) was measured on a
-phantom: the output of a tile's centre differs from that of a larger tile by at most 1 grey level
-(uint8) once the centre is ≥ 32 px from the tile edge (docs/synth.md).
+influence decays fast. Measured at 80 iterations on a 256×256×29 phantom: the output of a 128×128
+tile differs from that of the enclosing 256×256 tile by at most 34 grey levels (uint8) at its edge,
+11 at 16 px from the edge, 5 at 24 px, 2 at 32 px (mean 0.19) and 1 at 48 px. ``margin_px`` = 32 (the
+lateral PSF radius cap) by default; raise ``margin`` to 48 for seam-free blending at the 1-grey-level
+level.
+
+Cost: per iteration two 3-D real FFT pairs of size (2·(Z + z_pad) − 1) × (Y + 64) × (X + 64); on 2 CPU
+cores ~0.6 s per iteration for a 96×96×29 tile.
 """
 
 from __future__ import annotations
