@@ -207,7 +207,7 @@ def submit_batch(
 
 
 @click.command()
-@click.argument("slides", nargs=-1, required=True, type=click.Path())
+@click.argument("slides", nargs=-1, required=True, type=click.Path(), metavar="SLIDE...")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for DIR/<name>.ome.zarr outputs and logs/.")
 @click.option("--model", required=True, help="Model for `zse enhance --model` (registry name or file).")
 @click.option("--profile", default=None, metavar="NAME_OR_YAML", help="Slurm profile: a name in deploy/profiles/ or a YAML file.")
