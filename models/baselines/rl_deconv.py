@@ -3,8 +3,10 @@
 Method (Holmes & O'Connor 2000; Tadrous 2010), per tile, in torch (CPU or CUDA):
 
 1. [-1, 1] → intensity fraction of the dtype's full range, v = (y + 1)/2, then I/I0 with a *global*
-   background level I0 = ``background`` × full range (default 0.91, the light level of the Huron ROIs:
-   their per-ROI 99.5th percentile has a median of 218/255 = 0.85 and the brightest ROIs reach 0.95).
+   background level I0 = ``background`` × full range (default 0.95: the light level of `zse synth` and
+   of the brightest Huron ROIs — their per-ROI 99.5th percentile has a median of 218/255 = 0.85 and a
+   95th percentile of 242/255 = 0.95; too high an I0 only adds a uniform OD offset, too low one leaves
+   more light pixels untouched).
    A constant I0 — rather than one estimated per tile — keeps neighbouring tiles consistent, so the
    blending sees no brightness seams; a tile without tissue is left unchanged by construction.
 2. OD = −log(I/I0), clipped at 0 for RL; the negative part (pixels brighter than I0) is added back
@@ -68,7 +70,7 @@ class RLDeconvParams(BaseModel):
     z_step_um: float = Field(1.0, gt=0, description="focal step between planes in the sample")
     pixel_um: float = Field(1.0, gt=0, description="lateral pixel size")
     iterations: int = Field(80, ge=0, le=1000)
-    background: float = Field(0.91, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
+    background: float = Field(0.95, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
     z_pad: int = Field(4, ge=0, le=64, description="unobserved object planes added above and below")
     max_psf_radius_px: int = Field(32, ge=1, le=256, description="lateral PSF radius cap (px)")
     target_na: float = Field(optics.HIGH_NA, gt=0, description="NA of the target PSF the result is imaged with")
