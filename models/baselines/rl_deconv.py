@@ -64,18 +64,18 @@ class RLDeconvParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    na: float = Field(0.75, gt=0, lt=1.0, description="NA of the (dry) scanning objective")
-    wavelength_um: float = Field(optics.DEFAULT_WAVELENGTH_UM, gt=0)
-    refractive_index: float = Field(1.0, ge=1.0, description="medium of the defocus")
-    z_step_um: float = Field(1.0, gt=0, description="focal step between planes in the sample")
-    pixel_um: float = Field(1.0, gt=0, description="lateral pixel size")
-    iterations: int = Field(80, ge=0, le=1000)
-    background: float = Field(0.95, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
-    z_pad: int = Field(4, ge=0, le=64, description="unobserved object planes added above and below")
-    max_psf_radius_px: int = Field(32, ge=1, le=256, description="lateral PSF radius cap (px)")
-    target_na: float = Field(optics.HIGH_NA, gt=0, description="NA of the target PSF the result is imaged with")
-    target_refractive_index: float = Field(optics.HIGH_NA_INDEX, ge=1.0)
-    margin: int = Field(32, ge=0, le=1024, description="receptive radius reported as margin_px")
+    na: float = Field(default=0.75, gt=0, lt=1.0, description="NA of the (dry) scanning objective")
+    wavelength_um: float = Field(default=optics.DEFAULT_WAVELENGTH_UM, gt=0)
+    refractive_index: float = Field(default=1.0, ge=1.0, description="medium of the defocus")
+    z_step_um: float = Field(default=1.0, gt=0, description="focal step between planes in the sample")
+    pixel_um: float = Field(default=1.0, gt=0, description="lateral pixel size")
+    iterations: int = Field(default=80, ge=0, le=1000)
+    background: float = Field(default=0.95, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
+    z_pad: int = Field(default=4, ge=0, le=64, description="unobserved object planes added above and below")
+    max_psf_radius_px: int = Field(default=32, ge=1, le=256, description="lateral PSF radius cap (px)")
+    target_na: float = Field(default=optics.HIGH_NA, gt=0, description="NA of the target PSF the result is imaged with")
+    target_refractive_index: float = Field(default=optics.HIGH_NA_INDEX, ge=1.0)
+    margin: int = Field(default=32, ge=0, le=1024, description="receptive radius reported as margin_px")
 
 
 def make_params(**kwargs: object) -> RLDeconvParams:
@@ -260,7 +260,7 @@ def _pad_lateral(x: torch.Tensor, r: int) -> torch.Tensor:
 
 def default_factory(**kwargs: object) -> RLDeconvFactory:
     """The registry entry: `RLDeconvFactory` with default parameters (or the given overrides)."""
-    return RLDeconvFactory(**kwargs)
+    return RLDeconvFactory(make_params(**kwargs))
 
 
 __all__ = ["RLDeconvFactory", "RLDeconvParams", "RLPredictor", "make_params", "default_factory"]
