@@ -128,6 +128,10 @@ class LossConfig(_Frozen):
         lambda_identity: identity weight (0.5).
         d_factor: the discriminator losses are (real + fake)·d_factor (0.5).
         pool_size: image pools of fake volumes for the discriminators (50).
+        lambda_fidelity, fidelity_sigma: optional low-pass fidelity (not in the notebook: 0 there):
+            L1 between Gaussian low-passes (σ px in y, x, per plane) of G_S(x) and x. Deblurring
+            keeps the local mean intensity; this rules out contrast inversion, a cycle-consistent
+            solution the adversarial and cycle terms alone allow.
     """
 
     kind: Literal["lsgan", "paper-log"] = "lsgan"
@@ -139,6 +143,8 @@ class LossConfig(_Frozen):
     lambda_identity: float = Field(0.5, ge=0.0)
     d_factor: float = Field(0.5, ge=0.0)
     pool_size: int = Field(50, ge=0)
+    lambda_fidelity: float = Field(0.0, ge=0.0)
+    fidelity_sigma: float = Field(8.0, gt=0.0)
 
 
 class OptimConfig(_Frozen):

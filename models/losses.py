@@ -12,6 +12,7 @@ Generator:
         + α_i·(1−p)·adv(D_S(G_S(x)[z=i]), 1) + p·½·adv(D_S(section_j(G_S(x))), 1)
         + λ_cyc · reduce_i( w_i · L1(rec[z=i], x[z=i]) )        (reduce = max, or Σ/Z for "mean")
         + λ_id · ( L1(G_B(x), x) + L1(G_S(G_S(x)), G_S(x)) )
+        + λ_fid · L1(lowpass_σ(G_S(x)), lowpass_σ(x))             (optional, 0 in the notebook)
 Discriminators (fakes drawn from image pools of whole volumes):
     L_DS = d·[ (1−p)·adv(D_S(y*), 1) + p·adv(D_S(y29), 1)
              + α_i·(1−p)·adv(D_S(f[z=i]), 0) + p·½·adv(D_S(section_j(f)), 0) ]
@@ -139,6 +140,24 @@ def cycle_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor, reduce: str)
     raise ConfigError(f"unknown cycle reduce '{reduce}' (valid: max, mean)")
 
 
+def gaussian_lowpass_yx(v: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur in y, x of every plane (replicate borders). (N, 1, Z, Y, X) → same."""
+    n, c, z, h, w = v.shape
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=v.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    p = v.float().reshape(n * c * z, 1, h, w)
+    p = F.conv2d(F.pad(p, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    p = F.conv2d(F.pad(p, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return p.reshape(n, c, z, h, w)
+
+
+def fidelity_loss(fake: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """L1 between the y, x low-passes of G_S(x) and x (local mean intensity preserved)."""
+    return F.l1_loss(gaussian_lowpass_yx(fake, sigma), gaussian_lowpass_yx(x, sigma))
+
+
 @dataclass(frozen=True)
 class Draws:
     """The random plane / section choices of one step (drawn like the notebook's random.randint).
@@ -197,8 +216,10 @@ def generator_loss(
     l_cyc = cycle_loss(rec, x, cyc_w, cfg.cycle_reduce)
     l_idt = F.l1_loss(idt_b.float(), x.float()) + F.l1_loss(idt_s.float(), fake.float())
     total = l_gb + l_gs_h + l_gs_v + cfg.lambda_cycle * l_cyc + cfg.lambda_identity * l_idt
+    l_fid = fidelity_loss(fake, x, cfg.fidelity_sigma) if cfg.lambda_fidelity > 0 else torch.zeros((), device=x.device)
+    total = total + cfg.lambda_fidelity * l_fid
     terms = {"g_total": total, "g_adv_b": l_gb, "g_adv_s_xy": l_gs_h, "g_adv_s_vert": l_gs_v, "g_cycle": l_cyc,
-             "g_identity": l_idt}
+             "g_identity": l_idt, "g_fidelity": l_fid}
     return total, {k: v.detach().float() for k, v in terms.items()}
 
 

@@ -45,7 +45,7 @@ from zse.models.networks.discriminators import build_discriminator
 from zse.models.networks.generators import build_generator, structural_radius_yx
 
 LOG_FIELDS = ["step", "time_s", "lr_g", "g_total", "g_adv_b", "g_adv_s_xy", "g_adv_s_vert", "g_cycle", "g_identity",
-              "d_total", "d_s", "d_b"]
+              "g_fidelity", "d_total", "d_s", "d_b"]
 
 
 @dataclass

@@ -137,3 +137,18 @@ def test_image_pool() -> None:
     p2.load_state_dict(st, "cpu")
     assert p2.size == 2 and len(p2.images) == 2
     assert torch.equal(ImagePool(0).query(a, rng), a)
+
+
+def test_fidelity_term_by_hand() -> None:
+    x, fake, rec, idt_b, idt_s = _tensors()
+    cfg = LossConfig(lambda_cycle=0.0, lambda_identity=0.0, lambda_fidelity=2.0, fidelity_sigma=1.5)
+    dr = Draws(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    ones = torch.ones(3)
+    total, t = generator_loss(x, fake, rec, idt_b, idt_s, ConstD(1.0), ConstD(1.0), cfg, ones, ones, dr)
+    assert t["g_fidelity"].item() == pytest.approx(0.5)  # low-pass of a constant is the constant
+    assert total.item() == pytest.approx(2.0 * 0.5)
+    from zse.models.losses import gaussian_lowpass_yx
+
+    v = torch.rand(1, 1, 2, 12, 12)
+    lp = gaussian_lowpass_yx(v, 2.0)
+    assert lp.shape == v.shape and lp.std() < v.std() and abs(lp.mean() - v.mean()) < 0.05
