@@ -38,9 +38,9 @@ CODECS: dict[str, dict[str, Any] | None] = {
 }
 
 
-def huron_mosaic(folder: Path, cols: int = 20) -> np.ndarray | None:
+def huron_mosaic(folder: Path, cols: int = 20, max_rois: int | None = None) -> np.ndarray | None:
     """trainB/*.npz ROIs (y, x, z) → one (Z, rows·128, cols·128) mosaic, z first; None if absent."""
-    files = sorted((folder / "trainB").glob("*.npz"))
+    files = sorted((folder / "trainB").glob("*.npz"))[:max_rois]
     if not files:
         return None
     rois = [np.moveaxis(np.load(f)["arr_0"], -1, 0) for f in files]
@@ -118,13 +118,23 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="29,1024,2048", help="Z,Y,X of the synthetic slide")
     ap.add_argument("--huron", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "zse-gan-huron"))
+    ap.add_argument("--mosaic", default=None, help="a mosaic saved by --save-mosaic (npz, z first) instead of --huron")
+    ap.add_argument("--save-mosaic", default=None, help="save the Huron mosaic (npz) and exit")
+    ap.add_argument("--cols", type=int, default=10)
+    ap.add_argument("--max-rois", type=int, default=100)
     ap.add_argument("--out", default=None, help="JSON file (and FILE.md) for the table")
     args = ap.parse_args(argv)
     from zse.workflows.bench import make_slide
 
+    if args.save_mosaic:
+        m = huron_mosaic(Path(args.huron), args.cols, args.max_rois)
+        if m is None:
+            raise SystemExit(f"no ROIs under {args.huron}/trainB")
+        np.savez_compressed(args.save_mosaic, arr_0=m)
+        return
     shape = tuple(int(v) for v in args.shape.split(","))
     datasets = {f"synthetic {shape[0]}×{shape[1]}×{shape[2]}": make_slide(shape, seed=0)}  # type: ignore[arg-type]
-    mosaic = huron_mosaic(Path(args.huron))
+    mosaic = np.load(args.mosaic)["arr_0"] if args.mosaic else huron_mosaic(Path(args.huron), args.cols, args.max_rois)
     if mosaic is not None:
         datasets[f"huron mosaic {'×'.join(map(str, mosaic.shape))}"] = mosaic
     work = Path(tempfile.mkdtemp(prefix="zse-codecs-"))

@@ -250,6 +250,7 @@ class MemorySampler:
 
     def __enter__(self) -> MemorySampler:
         self.sample()
+        self.base_self, self.base_total = self.peak_self, self.peak_total
         self._thread = threading.Thread(target=self._loop, daemon=True, name="zse-bench-mem")
         self._thread.start()
         return self
@@ -262,7 +263,8 @@ class MemorySampler:
 
     def as_dict(self) -> dict[str, int]:
         return {"peak_rss_main_bytes": self.peak_self, "peak_rss_worker_bytes": self.peak_child,
-                "peak_rss_total_bytes": self.peak_total}
+                "peak_rss_total_bytes": self.peak_total, "rss_total_before_bytes": getattr(self, "base_total", None),
+                "peak_rss_increase_bytes": self.peak_total - getattr(self, "base_total", 0)}
 
 
 def _cuda(device: str) -> bool:
@@ -439,6 +441,8 @@ def pipeline_stage(in_path: Path, out_path: Path, factory: Any, cfg: BenchConfig
     batch = opts.resolved_batch()
     res: dict[str, Any] = {"block": opts.resolved_block(), "batch": batch, "margin": lattice.margin, "blocks": len(blocks),
                            "lattice_tiles": lattice_tiles, "tiles_run_unique": unique_tissue}
+    res["block_memory_bound"] = block_memory_bound(nz, opts.resolved_block(), lattice, batch, np.dtype(source.meta.dtype).itemsize,
+                                                   getattr(factory, "width", None), tuple(source.meta.shape[-2:]))
     device_peak: int | None = None
     with contextlib.ExitStack() as stack:
         client = None
@@ -496,6 +500,33 @@ def _cpu_seconds(pids: list[int]) -> float:
             t = psutil.Process(pid).cpu_times()
             total += t.user + t.system
     return total
+
+
+def block_memory_bound(nz: int, block: int, lattice: Any, batch: int, in_bytes: int = 1, act_channels: int | None = None,
+                       shape_yx: tuple[int, int] | None = None) -> dict[str, int | None]:
+    """Bytes one block task holds at its peak (see BENCHMARKS.md, "Memory"), from pipeline/block.py's arrays.
+
+    W = write side (block, clipped to the slide), R = read side (union of the tiles touching the block):
+      input      Z·R²·(2·b_in)   zarr read + reflect copy (uint16: + Z·R²·4 for the int32 view)
+      unit       Z·R²·4·2        to_unit float32 (and one temporary of the same size)
+      merger     Z·W²·4 + W²·4   numerator and denominator: 4 B × (Z + 1) per output pixel
+      batch      B·Z·T²·4·3      stacked tiles, model output, weighted tile
+      model      B·Z·T²·4·2·C    activations of the widest layer (in + out), C channels
+      finish     Z·W²·(4·3 + 1)  finalize values, torch.where copy, from_unit temporaries, uint8 result
+    Peak ≈ input + unit + max(merger + batch + model, finish) (merger is freed before finish).
+    """
+    W = min(block, *(shape_yx or (block, block)))
+    R = W + 2 * (lattice.tile - lattice.margin)
+    T = lattice.tile
+    inp = nz * R * R * 2 * in_bytes
+    unit = nz * R * R * 4 * 2
+    merger = nz * W * W * 4 + W * W * 4
+    bat = batch * nz * T * T * 4 * 3
+    model = batch * nz * T * T * 4 * 2 * act_channels if act_channels else 0
+    finish = nz * W * W * 13
+    return {"write_side": W, "read_side": R, "input": inp, "unit": unit, "merger": merger, "batch": bat,
+            "model": model if act_channels else None, "finish": finish,
+            "peak": inp + unit + max(merger + bat + model, finish)}
 
 
 def _lattice_for(shape_yx: tuple[int, int], tile: int, overlap: int, factory: Any) -> Any:
@@ -743,6 +774,15 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {label} | {_fmt(s['wall_s'])} | {_fmt(s.get('cpu_s'))} | {_fmt(run)} | {_fmt(s['lattice_tiles_per_s'])} | "
                      f"{_fmt(s['voxels_per_s'] / 1e6)} | {_gib(s.get('peak_rss_main_bytes'))} / {_gib(s.get('peak_rss_worker_bytes'))} | "
                      f"{_gib(s.get('peak_device_mem_bytes'))} |")
+    for key in ("pipeline-inproc", "pipeline"):
+        s = st.get(key) or {}
+        mb = s.get("block_memory_bound")
+        if mb:
+            lines += ["", f"Memory of one block task ({key}, block side {mb['write_side']}, read side {mb['read_side']}): formula "
+                      f"{_gib(mb['peak'])} (input {_gib(mb['input'])}, unit {_gib(mb['unit'])}, merger {_gib(mb['merger'])}, "
+                      f"batch {_gib(mb['batch'])}, model {_gib(mb['model'])}, finish {_gib(mb['finish'])}); measured RSS increase "
+                      f"during the run {_gib(s.get('peak_rss_increase_bytes'))}, device peak {_gib(s.get('peak_device_mem_bytes'))}."]
+            break
     rt = r["ratios"]
     lines += [
         "",
