@@ -26,6 +26,7 @@ from zse.pipeline.geometry import Block, Box, Lattice, reflect_indices
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.intensity import from_unit, to_unit
 from zse.pipeline.plan import mark_done
+from zse.pipeline.write import clear_region
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
     block = task.block
     run_tiles = tuple(t for t, has in zip(block.tiles, task.tissue, strict=True) if has)
     wy, wx = block.write_box.slices()
+    clear_region(dst, block.write_box)  # a torn shard from an interrupted write must not be merged into
     if not run_tiles:
         dst[..., wy, wx] = read_region(src, block.write_box)
         mark_done(task.output_root, 0, block.index, "skipped")
@@ -162,7 +164,9 @@ def process_level_region(src_array: str, dst_array: str, output_root: str, level
     """One pyramid task: level `level` region `box` from level `level − 1`; marks it done."""
     from zse.pipeline.pyramid import write_level_region
 
-    write_level_region(_open(src_array, "r"), _open(dst_array, "r+"), box)
+    dst = _open(dst_array, "r+")
+    clear_region(dst, box)
+    write_level_region(_open(src_array, "r"), dst, box)
     mark_done(output_root, level, index, "done")
     return "done"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from zse.errors import OutputError
+from zse.errors import InputError, OutputError
 from zse.pipeline.geometry import Lattice
 from zse.pipeline.ngff import SourceImage
 
@@ -64,7 +64,11 @@ def tissue_map(source: SourceImage, threshold: float = 0.08, max_factor: float =
         if fy <= max_factor and arr.shape[-3] == shape0[-3]:
             best = k
     arr = source.levels[best]
-    data = np.asarray(arr[...], dtype=np.float32)
+    try:
+        data = np.asarray(arr[...], dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"{source.path}: cannot read level {source.level_paths[best]} for the tissue map: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if data.ndim == 4:  # czyx: tissue in any channel
         data = data.min(axis=0)
     zmean = data.mean(axis=0)
@@ -77,12 +81,30 @@ def tissue_map(source: SourceImage, threshold: float = 0.08, max_factor: float =
 # ---------------------------------------------------------------------------------------------- run record
 
 
+def input_fingerprint(source: SourceImage) -> str:
+    """sha256 over the level-0 array's metadata and (name, size, mtime) of every stored object.
+
+    Cheap (no pixel is read) and changes when the input is rewritten, so a resume never mixes two inputs.
+    """
+    h = hashlib.sha256()
+    level0 = Path(source.image_path) / source.level_paths[0]
+    for root, dirs, files in os.walk(level0):
+        dirs.sort()
+        for name in sorted(files):
+            f = Path(root) / name
+            st = f.stat()
+            h.update(f"{f.relative_to(level0)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            if name in ("zarr.json", ".zarray", ".zattrs"):
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def run_record(source: SourceImage, model: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """What identifies a run: input, model and every option that changes the output."""
+    """What identifies a run: input (with a content fingerprint), model and every option that changes the output."""
     m = source.meta
     return {
         "input": {"path": str(Path(source.path).resolve()), "shape": list(m.shape), "dtype": m.dtype, "axes": m.axes,
-                  "voxel_size_um": list(m.voxel_size_um)},
+                  "voxel_size_um": list(m.voxel_size_um), "fingerprint": input_fingerprint(source)},
         "model": model,
         "options": options,
     }
@@ -122,7 +144,14 @@ def read_run_record(out_path: Path) -> dict[str, Any] | None:
     f = Path(out_path) / STATE_DIR / "run.json"
     if not f.exists():
         return None
-    return json.loads(f.read_text())
+    try:
+        record = json.loads(f.read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as exc:
+        raise OutputError(f"{f}: damaged zse run record ({type(exc).__name__}: {exc}); "
+                          "the run cannot be resumed, start again with --overwrite") from None
+    return record
 
 
 def check_resume(out_path: Path, record: dict[str, Any]) -> None:
@@ -167,6 +196,9 @@ def done_states(out_path: str | Path, level: int) -> dict[tuple[int, int], str]:
         for f in d.iterdir():
             if f.name.startswith("."):
                 continue
-            r, c = f.name.split("_")
-            out[(int(r), int(c))] = f.read_text().strip()
+            try:
+                r, c = f.name.split("_")
+                out[(int(r), int(c))] = f.read_text().strip()
+            except (ValueError, OSError):
+                continue  # not a marker (stray file): the block counts as not done
     return out

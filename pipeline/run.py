@@ -17,7 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from zse import __version__
-from zse.errors import ConfigError, OutputError
+from zse.errors import ConfigError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
 from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory
@@ -87,6 +87,23 @@ def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOpt
     return lattice, blocks, record
 
 
+def check_output_location(source: SourceImage, out_path: Path) -> None:
+    """Refuse an output that is, contains or lies inside the input: zse never writes to (or deletes) its input."""
+    out = out_path.resolve()
+    for inp in {Path(source.path).resolve(), Path(source.image_path).resolve()}:
+        if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
+            raise OutputError(f"output {out_path} is, contains or lies inside the input {source.path}; "
+                              "zse never writes to its input: choose an OUT outside it")
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a task; a ZseError comes back as a value (no worker-side traceback logs, no pointless retries)."""
+    try:
+        return fn(*args)
+    except ZseError as exc:
+        return exc
+
+
 def _gather(client: Any, fn: Callable[..., Any], argsets: Iterable[tuple[Any, ...]], *, desc: str, progress: bool,
             resources: dict[str, float] | None, on_result: Callable[[Any], None]) -> None:
     argsets = list(argsets)
@@ -94,15 +111,21 @@ def _gather(client: Any, fn: Callable[..., Any], argsets: Iterable[tuple[Any, ..
     try:
         if client is None:
             for args in argsets:
-                on_result(fn(*args))
+                res = _call(fn, *args)
+                if isinstance(res, ZseError):
+                    raise res
+                on_result(res)
                 bar.update(1)
             return
         from distributed import as_completed
 
-        futures = [client.submit(fn, *args, pure=False, retries=2, resources=resources) for args in argsets]
+        futures = [client.submit(_call, fn, *args, pure=False, retries=2, resources=resources) for args in argsets]
         try:
             for fut in as_completed(futures):
-                on_result(fut.result())
+                res = fut.result()
+                if isinstance(res, ZseError):
+                    raise res
+                on_result(res)
                 bar.update(1)
         except BaseException:
             client.cancel(futures)
@@ -132,16 +155,15 @@ def run_enhance(
     lattice, blocks, record = plan_run(source, factory, options)
     meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
     spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
+    check_output_location(source, out_path)
+    if resume and not out_path.exists():
+        resume = False  # nothing to resume yet: start fresh (batch scripts can always pass --resume)
     if resume:
-        if not out_path.exists():
-            raise OutputError(f"{out_path} does not exist, so there is nothing to resume; run without --resume")
         check_resume(out_path, record)
         import zarr
 
         group = zarr.open_group(str(out_path), mode="r+")
     else:
-        if out_path.resolve() == Path(source.path).resolve() or out_path.resolve() == Path(source.image_path).resolve():
-            raise OutputError(f"output {out_path} is the input; zse never writes to its input")
         group = create_output(out_path, spec, overwrite=overwrite)
         write_run_record(out_path, record)
 
@@ -149,6 +171,9 @@ def run_enhance(
     done0 = done_states(out_path, 0) if resume else {}
     pending = [b for b in blocks if b.index not in done0]
     summary.blocks_already_done = len(blocks) - len(pending)
+    if resume and not pending and dict(group.attrs).get("zse", {}).get("status") == "complete":
+        summary.wall_s = time.perf_counter() - t0
+        return summary  # finished earlier: nothing to do, nothing rewritten
     if options.skip_background:
         tmap = tissue_map(source, options.tissue_threshold)
         tissue_of = {t: tmap.tile_has_tissue(lattice, *t) for b in pending for t in b.tiles}
@@ -186,13 +211,15 @@ def run_enhance(
                 on_result=lambda _: None)
 
     summary.wall_s = time.perf_counter() - t0
+    states = done_states(out_path, 0)
     z = meta.shape_zyx[0] * meta.n_channels
     summary.voxels = z * meta.shape[-2] * meta.shape[-1]
     summary.voxels_processed = summary.voxels  # refined by callers that need it
     finalize_output(group, spec, name=meta.name, attrs={
         "provenance": {"zse_version": __version__, "model": record["model"], "options": record["options"],
                        "input": record["input"], **(provenance or {})},
-        "summary": {"blocks_total": summary.blocks_total, "blocks_enhanced": summary.blocks_done,
-                    "blocks_skipped": summary.blocks_skipped, "tiles_run": summary.tiles_run},
+        "summary": {"blocks_total": summary.blocks_total,
+                    "blocks_enhanced": sum(1 for v in states.values() if v == "done"),
+                    "blocks_skipped": sum(1 for v in states.values() if v == "skipped")},
     })
     return summary

@@ -91,7 +91,10 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
     if path.exists():
         if not overwrite:
             raise OutputError(f"{path} already exists; pass --overwrite to replace it (or --resume to finish an interrupted run)")
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if not is_zarr_group(path):
+            raise OutputError(f"{path} exists and is not a Zarr group; --overwrite only replaces Zarr/OME-Zarr outputs, "
+                              "so remove it yourself or choose another OUT")
+        shutil.rmtree(path)
     zarr_format = 2 if spec.ngff == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     for level, shape in enumerate(spec.shapes):
@@ -105,6 +108,36 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
         group.create_array(**kwargs)
     group.attrs["zse"] = {"status": "incomplete", "version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(attrs or {})}
     return group
+
+
+def is_zarr_group(path: Path) -> bool:
+    """True for a folder holding a Zarr v2 or v3 group (what --overwrite may delete)."""
+    return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
+
+def clear_region(array: zarr.Array, box: Box) -> None:
+    """Delete the stored objects (shards, or chunks without sharding) under `box` of a local array.
+
+    A block rewrites its whole region; removing what an interrupted write may have left (a torn shard
+    fails its checksum when zarr reads it back to merge) makes every rewrite start from nothing.
+    Objects of other blocks are never touched: block regions are aligned to them.
+    """
+    root = getattr(array.store, "root", None)
+    if root is None:  # not a local store: nothing to clean up
+        return
+    meta = array.metadata
+    outer = getattr(array, "shards", None) or array.chunks
+    ny, nx = outer[-2], outer[-1]
+    lead = [range(-(-n // c)) for n, c in zip(array.shape[:-2], outer[:-2], strict=True)]
+    import itertools
+
+    for head in itertools.product(*lead):
+        for cy in range(box.y0 // ny, -(-box.y1 // ny)):
+            for cx in range(box.x0 // nx, -(-box.x1 // nx)):
+                key = meta.encode_chunk_key((*head, cy, cx))
+                f = Path(root) / array.path / key
+                if f.is_file():
+                    f.unlink()
 
 
 def finalize_output(group: zarr.Group, spec: OutputSpec, *, name: str = "image", attrs: dict[str, Any] | None = None) -> None:
