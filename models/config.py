@@ -49,6 +49,10 @@ class GeneratorConfig(_Frozen):
         padding_yx: padding mode in y, x ("zeros" = notebook, "reflect" = seam-friendlier borders).
         padding_z: padding mode in z (tiles always span the whole stack, so z padding never seams).
         skip: "none" (notebook) or "add": encoder features added to the decoder at the same level.
+        residual: False (notebook): output = tanh(conv_out(h)). True: output = tanh(atanh(x) + conv_out(h))
+            with conv_out initialised to zero, so the untrained generator is the identity and training
+            learns a correction. This keeps G_S away from the cycle-consistent contrast inversion that a
+            randomly initialised G_S can fall into (seen in short runs on the real ROIs).
     """
 
     widths: Triple = (16, 32, 64)
@@ -62,6 +66,7 @@ class GeneratorConfig(_Frozen):
     padding_yx: Literal["zeros", "reflect", "replicate"] = "zeros"
     padding_z: Literal["zeros", "reflect", "replicate"] = "zeros"
     skip: Literal["none", "add"] = "none"
+    residual: bool = False
 
     @field_validator("widths", "in_kernel", "out_kernel")
     @classmethod

@@ -295,6 +295,13 @@ class TorchThreads(WorkerPlugin):
         self.threads = max(1, int(threads))
 
     def setup(self, worker: Any) -> None:
+        # Local worker processes share the terminal's process group: a Ctrl-C meant for zse would also
+        # interrupt them mid-task and print their tracebacks. The client shuts them down instead.
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(self.threads)
         try:
@@ -507,7 +514,7 @@ def _local(
         host="127.0.0.1",
         dashboard_address=dash.pop("dashboard_address"),
         scheduler_kwargs=dash,
-        silence_logs=logging.WARNING,
+        silence_logs=logging.ERROR,
         env=env,
     )
     if resources:
@@ -542,7 +549,7 @@ def _local_cuda(
         threads_per_worker=threads_per_worker or gpu_tasks_per_worker + 1,
         resources={"GPU": float(gpu_tasks_per_worker)},
         host="127.0.0.1",
-        silence_logs=logging.WARNING,
+        silence_logs=logging.ERROR,
     )
     dash = _dashboard_kwargs(dashboard_address)
     kwargs["dashboard_address"] = dash.pop("dashboard_address")

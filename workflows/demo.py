@@ -38,7 +38,7 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     zyx = parse_shape(shape)
     slide, truth = out_dir / "slide.ome.zarr", out_dir / "truth.ome.zarr"
     click.echo(f"1/3 synthesising a {zyx} brightfield z-scan (seed {seed}) -> {slide}", err=True)
-    write_synth(slide, zyx, seed, ground_truth=truth, overwrite=True)
+    write_synth(slide, zyx, seed, ground_truth=truth, blur="huron", overwrite=True)
     model_spec = model or best_model()
     factory = resolve(model_spec)
     enhanced = out_dir / "enhanced.ome.zarr"

@@ -660,28 +660,56 @@ def _parse_shape(value: str) -> tuple[int, int, int]:
 def synth(out: Path, shape: str, seed: int, ground_truth: Path | None, ngff: str, dtype: str, blur: str | None,
           na: float | None, z_step: float | None, voxel_size: str, overwrite: bool, quiet: bool) -> None:
     """Write a synthetic brightfield z-scan of a brain section (and optionally its ground truth) as OME-Zarr."""
-    from zse.pipeline.write import write_volume
-
     shape_zyx = _parse_shape(shape)
-    if seed < 0:
-        raise _config_error("--seed", seed, "an integer >= 0")
-    preset_na, preset_dz = BLUR_PRESETS[blur or "standard"]
     try:
         vs = tuple(float(v) for v in voxel_size.split(","))
     except ValueError:
         raise _config_error("--voxel-size", voxel_size, "three positive numbers z,y,x in µm, e.g. 1,1,1") from None
     if len(vs) != 3 or not all(v > 0 for v in vs):
         raise _config_error("--voxel-size", voxel_size, "three positive numbers z,y,x in µm, e.g. 1,1,1")
+    write_synth(out, shape_zyx, seed, ground_truth=ground_truth, ngff=ngff, dtype=dtype, blur=blur, na=na, z_step=z_step,
+                voxel_size_um=vs, overwrite=overwrite, progress=not quiet)  # type: ignore[arg-type]
+
+
+def parse_shape(value: str) -> tuple[int, int, int]:
+    """`"Z,Y,X"` → (Z, Y, X), with a ConfigError saying what is valid."""
+    return _parse_shape(value)
+
+
+def write_synth(
+    out: str | Path,
+    shape_zyx: Sequence[int],
+    seed: int,
+    *,
+    ground_truth: str | Path | None = None,
+    ngff: str = "0.5",
+    dtype: str = "uint8",
+    blur: str | None = None,
+    na: float | None = None,
+    z_step: float | None = None,
+    voxel_size_um: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> None:
+    """Write the x-scan (and optionally its ground truth) of `synthesize` as OME-Zarr, slab by slab."""
+    from zse.pipeline.write import write_volume
+
+    shape_zyx = check_shape(shape_zyx)
+    if seed < 0:
+        raise _config_error("--seed", seed, "an integer >= 0")
+    if blur is not None and blur not in BLUR_PRESETS:
+        raise _config_error("--blur", blur, ", ".join(sorted(BLUR_PRESETS)))
+    preset_na, preset_dz = BLUR_PRESETS[blur or "standard"]
     params = make_params(
         na=na if na is not None else preset_na,
         z_step_um=z_step if z_step is not None else preset_dz,
-        voxel_size_um=vs,
+        voxel_size_um=tuple(voxel_size_um),
     )
     if ground_truth is not None and Path(ground_truth).resolve() == Path(out).resolve():
         raise ConfigError(f"--ground-truth {ground_truth} is the same path as OUT; give a different path")
-    targets: list[tuple[str, Path]] = [("x-scan", out)]
+    targets: list[tuple[str, Path]] = [("x-scan", Path(out))]
     if ground_truth is not None:
-        targets.append(("ground-truth", ground_truth))
+        targets.append(("ground-truth", Path(ground_truth)))
     import dask
 
     for kind, path in targets:
@@ -692,6 +720,7 @@ def synth(out: Path, shape: str, seed: int, ground_truth: Path | None, ngff: str
                 "shape": list(shape_zyx),
                 "na": params.na if kind == "x-scan" else params.truth_na,
                 "z_step_um": params.z_step_um,
+                "blur": blur or "standard",
                 "psf": psf_attrs(kind, params),
                 "kind": kind,
                 "params": params.model_dump(mode="json"),
@@ -699,9 +728,9 @@ def synth(out: Path, shape: str, seed: int, ground_truth: Path | None, ngff: str
         }
         # one slab computed at a time per writer thread: memory stays bounded whatever the shape
         with dask.config.set(scheduler="synchronous"):
-            write_volume(path, vol, axes="zyx", voxel_size_um=vs, translation_um=(0.0, 0.0, 0.0), ngff=ngff,
-                         attrs=attrs, overwrite=overwrite, progress=not quiet)
-        if not quiet:
+            write_volume(path, vol, axes="zyx", voxel_size_um=tuple(voxel_size_um), translation_um=(0.0, 0.0, 0.0),  # type: ignore[arg-type]
+                         ngff=ngff, attrs=attrs, overwrite=overwrite, progress=progress)
+        if progress:
             click.echo(f"wrote {kind} {shape_zyx} {dtype} to {path}", err=True)
 
 

@@ -137,6 +137,9 @@ class UpStage(nn.Module):
         return F.interpolate(h, size=size, mode="nearest")
 
 
+_RESIDUAL_CLAMP = 0.999  # atanh(±0.999) = ±3.8: uint8 0 and 255 still round back to themselves
+
+
 class Generator3D(nn.Module):
     """ZSE-GAN 3D generator. forward: float32 (N, 1, Z, Y, X) in [-1, 1] → same shape, tanh output.
 
@@ -159,6 +162,9 @@ class Generator3D(nn.Module):
         self.up2 = UpStage(w1, w0, cfg)
         out_pad = cfg.out_padding if cfg.out_padding is not None else tuple(k // 2 for k in cfg.out_kernel)
         self.conv_out = PadConv3d(w0, 1, cfg.out_kernel, 1, out_pad, cfg.padding_z, cfg.padding_yx)
+        if cfg.residual:  # start as the identity: the correction conv_out(h) is zero before training
+            for p in self.conv_out.parameters():
+                nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e0 = self.conv_in(x)
@@ -171,6 +177,8 @@ class Generator3D(nn.Module):
         h = self.up2(h, tuple(e0.shape[2:]))
         if self.cfg.skip == "add":
             h = h + e0
+        if self.cfg.residual:
+            return torch.tanh(torch.atanh(x.clamp(-_RESIDUAL_CLAMP, _RESIDUAL_CLAMP)) + self.conv_out(h))
         return torch.tanh(self.conv_out(h))
 
 

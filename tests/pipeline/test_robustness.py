@@ -257,10 +257,6 @@ def test_ctrl_c_aborts_and_resumes(sigint_run, reference_output: Path, kill_inpu
     assert_same_levels(resumed, reference_output)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/cluster.py _local: LocalCluster worker processes share zse's process group, so a terminal Ctrl-C "
-    "also reaches them: the Dask worker prints 'Traceback ... KeyboardInterrupt' (from nanny.py _run) and "
-    "'Async instruction ... ended with CancelledError' warnings before 'zse: aborted'"))
 def test_ctrl_c_prints_no_traceback(sigint_run) -> None:
     _, proc = sigint_run
     assert proc.returncode == 130
