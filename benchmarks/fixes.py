@@ -13,6 +13,14 @@
 3. zarr writes with `write_empty_chunks=True` (no per-chunk "all equal to fill value?" scan) and Blosc
    zstd level 1 instead of 3 (pipeline/write.py). Same values; slightly larger files.
 Times are the best of --repeat runs, one process, on whatever machine runs it (note the load).
+
+    python benchmarks/fixes.py --pipeline [--model identity] [--shape 29,2048,2048]
+
+runs `run_enhance` in process as it is and with fixes 1, 2, 5, 6, 7 patched in (monkeypatching
+zse.pipeline.block.read_region, zse.pipeline.block.from_unit, zse.pipeline.pyramid.downsample_mean_yx,
+zse.pipeline.write._compressor and zarr's write_empty_chunks), checks that level 0 and level 1 are
+identical, and prints wall and CPU seconds. With `--model identity` this is the pipeline's host work
+alone: what a GPU pipeline pays per block beside the model.
 """
 
 from __future__ import annotations
@@ -65,11 +73,94 @@ def downsample_int(a: np.ndarray) -> np.ndarray:
     return q.astype(a.dtype)
 
 
+def pipeline_compare(shape: tuple[int, int, int], model: str, repeat: int) -> None:
+    import os
+
+    import psutil
+    import torch
+    import zarr
+
+    import zse.pipeline.block as block
+    import zse.pipeline.pyramid as pyramid
+    import zse.pipeline.write as write
+    from zse.pipeline.ngff import open_image
+    from zse.pipeline.options import make_options
+    from zse.pipeline.run import run_enhance
+    from zse.pipeline.write import write_volume
+    from zse.workflows.bench import make_factory, make_slide
+
+    work = Path(tempfile.mkdtemp(prefix="zse-fixes-"))
+    proc = psutil.Process(os.getpid())
+
+    def from_unit_inplace(values: torch.Tensor, dtype: Any) -> torch.Tensor:
+        from zse.pipeline.intensity import half_range
+
+        h = half_range(dtype)
+        top = float(np.iinfo(np.dtype(dtype)).max)
+        out = values.to(torch.float32).add_(1.0).mul_(h).round_().clamp_(0.0, top)
+        return out.to(torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int32)
+
+    def compressor_zstd1(ngff: str) -> Any:
+        import numcodecs
+        from zarr.codecs import BloscCodec
+
+        if ngff == "0.4":
+            return numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.BITSHUFFLE)
+        return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
+
+    patches = [(block, "read_region", read_region_fast_any), (block, "from_unit", from_unit_inplace),
+               (pyramid, "downsample_mean_yx", downsample_int), (write, "_compressor", compressor_zstd1)]
+    try:
+        write_volume(work / "in.zarr", make_slide(shape), progress=False)
+        source = open_image(work / "in.zarr")
+        factory = make_factory(model)
+        opts = make_options(device="cpu", block=1024)
+        run_enhance(source, work / "warm.zarr", factory, opts, progress=False)
+        results = {}
+        for label in ("as is", "fixes 1, 2, 5, 6, 7"):
+            saved = [(m, n, getattr(m, n)) for m, n, _ in patches]
+            if label != "as is":
+                for m, n, f in patches:
+                    setattr(m, n, f)
+            try:
+                with zarr.config.set({"array.write_empty_chunks": label != "as is"}):
+                    walls, cpus = [], []
+                    for _ in range(repeat):
+                        t = proc.cpu_times()
+                        t0 = time.perf_counter()
+                        run_enhance(source, work / f"{label[:2]}.zarr", factory, opts, progress=False, overwrite=True)
+                        walls.append(time.perf_counter() - t0)
+                        t1 = proc.cpu_times()
+                        cpus.append(t1.user + t1.system - t.user - t.system)
+            finally:
+                for m, n, f in saved:
+                    setattr(m, n, f)
+            img = open_image(work / f"{label[:2]}.zarr")
+            results[label] = (min(walls), min(cpus), [np.asarray(lv[...]) for lv in img.levels])
+        a, b = results["as is"][2], results["fixes 1, 2, 5, 6, 7"][2]
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), "outputs differ"
+        print(f"run_enhance in process, {model}, slide {shape}, block 1024, best of {repeat} (levels identical: yes)")
+        print("| pipeline | wall s | CPU s |\n|---|---:|---:|")
+        for label, (w, c, _) in results.items():
+            print(f"| {label} | {w:.2f} | {c:.2f} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def read_region_fast_any(array: Any, box: Any, label: str = "input") -> np.ndarray:
+    return read_region_fast(array, box)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="29,2048,2048")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pipeline", action="store_true", help="compare run_enhance as is and with the fixes patched in")
+    ap.add_argument("--model", default="identity")
     args = ap.parse_args(argv)
+    if args.pipeline:
+        pipeline_compare(tuple(int(v) for v in args.shape.split(",")), args.model, args.repeat)  # type: ignore[arg-type]
+        return
     import zarr
     from zarr.codecs import BloscCodec
 
