@@ -74,7 +74,7 @@ def test_paper_flops_and_structural_radius() -> None:
 
 def test_gradient_probe_within_structural_radius() -> None:
     """Random weights: the measured gradient support never exceeds the structural radius."""
-    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 4, 4)})
+    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 4, 4), "residual": False})
     torch.manual_seed(1)
     g = build_generator(cfg)
     r = receptive_radius_yx(g, z=5, size=96)
@@ -84,7 +84,7 @@ def test_gradient_probe_within_structural_radius() -> None:
 def test_zse_gan_tiles_blend_exactly() -> None:
     """Output of a 128-px tile equals the full-image output beyond margin_px from the tile edges
     (tile origins on multiples of 4: two stride-2 levels)."""
-    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 8, 8)})
+    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 8, 8), "residual": False})
     m = structural_radius_yx(cfg)
     torch.manual_seed(2)
     g = build_generator(cfg).eval()
@@ -114,7 +114,7 @@ def test_discriminator_patch_maps() -> None:
 
 
 def test_bf16_autocast_close_to_fp32() -> None:
-    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 8, 8)})
+    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 8, 8), "residual": False})
     torch.manual_seed(4)
     g = build_generator(cfg).eval()
     x = torch.rand(1, 1, 29, 32, 32) * 2 - 1
@@ -132,3 +132,17 @@ def test_unknown_key_refused() -> None:
         config_from_dict({"loss": {"p": 2}})
     with pytest.raises(ConfigError, match="skip 'add'"):
         build_generator(GeneratorConfig(skip="add", upsample="transposed"))
+
+
+def test_residual_generator_is_identity_at_init_and_learns_a_correction() -> None:
+    """residual=True: tanh(atanh(x) + conv_out(h)) with conv_out zero-initialised gives back uint8 inputs exactly."""
+    cfg = _gen("zse-gan").model_copy(update={"widths": (4, 4, 4), "residual": True})
+    g = build_generator(cfg).eval()
+    v = torch.randint(0, 256, (2, 1, 5, 32, 32)).float()
+    with torch.no_grad():
+        y = g(v / 127.5 - 1)
+    torch.testing.assert_close(torch.round((y + 1) * 127.5), v)
+    with torch.no_grad():
+        g.conv_out.conv.bias.fill_(0.1)
+        y2 = g(v / 127.5 - 1)
+    assert (y2 > y).all()  # the residual branch does act
