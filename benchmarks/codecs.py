@@ -71,7 +71,7 @@ def measure(data: np.ndarray, work: Path, codec: dict[str, Any] | None, chunks: 
         arr[...] = data
         best_enc = min(best_enc, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        back = np.asarray(zarr.open_array(str(path), mode="r")[...])
+        back: np.ndarray = np.asarray(zarr.open_array(str(path), mode="r")[...])
         best_dec = min(best_dec, time.perf_counter() - t0)
         assert np.array_equal(back, data)
         stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name != "zarr.json")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -64,6 +65,7 @@ def _make_convnet(width: int, layers: int, seed: int) -> Any:
         with torch.no_grad():
             fan_in = chans[k] * 27
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+            assert conv.bias is not None
             conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.01)
         mods.append(conv)
         mods.append(torch.nn.ReLU() if k < layers - 1 else torch.nn.Tanh())
@@ -192,8 +194,8 @@ def make_slide(shape_zyx: tuple[int, int, int], seed: int = 0, tissue_fraction: 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
     # ellipse of area tissue_fraction·Y·X: π·a·b = f·Y·X with a/b = Y/X
-    a = np.sqrt(tissue_fraction / np.pi) * ny
-    b = np.sqrt(tissue_fraction / np.pi) * nx
+    a = math.sqrt(tissue_fraction / math.pi) * ny
+    b = math.sqrt(tissue_fraction / math.pi) * nx
     inside = ((yy - ny / 2) / a) ** 2 + ((xx - nx / 2) / b) ** 2 <= 1.0
     texture = ndimage.gaussian_filter(rng.standard_normal((ny, nx)).astype(np.float32), 6) * 6
     od = np.zeros((nz, ny, nx), dtype=np.float32)
@@ -208,7 +210,7 @@ def make_slide(shape_zyx: tuple[int, int, int], seed: int = 0, tissue_fraction: 
     od = ndimage.gaussian_filter(od, sigma=(2.5, 2.5, 2.5), truncate=3.0)
     out = 235.0 - (inside * (40.0 + texture))[None] - od * 40.0
     out += rng.normal(0.0, 2.0, size=out.shape).astype(np.float32)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return np.round(out).clip(0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -261,7 +263,7 @@ class MemorySampler:
             self._thread.join()
         self.sample()
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | None]:
         return {"peak_rss_main_bytes": self.peak_self, "peak_rss_worker_bytes": self.peak_child,
                 "peak_rss_total_bytes": self.peak_total, "rss_total_before_bytes": getattr(self, "base_total", None),
                 "peak_rss_increase_bytes": self.peak_total - getattr(self, "base_total", 0)}
@@ -623,10 +625,10 @@ def monai_stage(in_path: Path, out_path: Path, factory: Any, cfg: BenchConfig) -
             with torch.inference_mode():
                 y = sliding_window_inference(x, roi_size=(nz, cfg.tile, cfg.tile), sw_batch_size=batch, predictor=counted,
                                              overlap=(0.0, frac, frac), mode="gaussian", padding_mode="reflect")
+            assert isinstance(y, torch.Tensor)
             w = blk.write_box
             y = y[0, 0][:, w.y0 - blk.read_box.y0 : w.y1 - blk.read_box.y0, w.x0 - blk.read_box.x0 : w.x1 - blk.read_box.x0]
-            y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            dst[:, w.y0 : w.y1, w.x0 : w.x1] = y
+            dst[:, w.y0 : w.y1, w.x0 : w.x1] = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         _sync(cfg.device)
         wall = time.perf_counter() - t0
     n = int(np.prod(lat.counts()))
@@ -913,6 +915,7 @@ def run_bench(cfg: BenchConfig, work: Path, *, sweep: dict[str, Any] | None = No
                 _reset_device_peak(cfg.device)
                 r = pipeline_stage(in_path, work / f"{key}.zarr", factory, cfg, use_dask=use_dask)
                 best = r if best is None or r["wall_s"] < best["wall_s"] else best
+            assert best is not None
             stages[key] = best
             log(f"bench: (b) {key}: {best['wall_s']:.2f} s, {best['tiles_run_per_s']:.3g} tiles run/s, "
                 f"{best['lattice_tiles_per_s']:.3g} lattice tiles/s")
