@@ -82,6 +82,19 @@ def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, dict]:
     return ep, meta
 
 
+def check_program_signature(ep: torch.export.ExportedProgram, path: str | Path) -> None:
+    """Refuse a program that cannot take zse's batches: one input (N, 1, Z, Y, X) with a dynamic N."""
+    user = set(ep.graph_signature.user_inputs)
+    shapes = [tuple(n.meta["val"].shape) for n in ep.graph.nodes
+              if n.op == "placeholder" and n.name in user and hasattr(n.meta.get("val"), "shape")]
+    if len(shapes) != 1 or len(shapes[0]) != 5:
+        raise ModelError(f"{path}: the exported program takes inputs of shapes {shapes}; zse needs one float32 input "
+                         "(N, 1, Z, Y, X)")
+    if not isinstance(shapes[0][0], torch.SymInt):
+        raise ModelError(f"{path}: the exported program has a fixed batch size {shapes[0][0]}; re-export it with a dynamic "
+                         "batch dimension: torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))")
+
+
 class ExportedProgramFactory:
     """PredictorFactory (zse.pipeline.infer) for a `.pt2` exported program.
 
@@ -91,7 +104,8 @@ class ExportedProgramFactory:
 
     def __init__(self, path: str | Path, name: str | None = None, amp: str | None = None) -> None:
         self.path = str(Path(path))
-        _, meta = _load(self.path)
+        ep, meta = _load(self.path)
+        check_program_signature(ep, self.path)
         self.name = name or Path(path).name
         self.checksum = sha256_file(self.path)
         m = meta.get("margin_px")

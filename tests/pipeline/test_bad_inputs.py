@@ -357,11 +357,6 @@ def test_exported_program_wrong_output_shape(tmp_path: Path, small_input: Path, 
     assert tree_digest(small_input) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models/export.py ExportedProgramFactory accepts a program exported without a dynamic batch dimension; the "
-    "first model call (batch_size tiles, default 4) then fails inside torch with 'AssertionError: Guard failed: "
-    "input.size()[0] == 1' (traceback), after OUT was created. Check the batch dim is symbolic when resolving "
-    "(ModelError naming the file and how to re-export: dynamic_shapes={0: Dim('batch')})"))
 def test_exported_program_static_batch(tmp_path: Path, small_input: Path, zse_inproc) -> None:
     pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3, padding=1), torch.nn.Tanh())
