@@ -17,9 +17,9 @@ import tifffile
 import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Multiscales, Reader
-from zse.workflows.cli import main
 
 from zse import __version__
+from zse.workflows.cli import main
 
 APERIO_DESC = "Aperio Image Library v12.0.15 \n{w}x{h} [0,0 {w}x{h}] (32x32) LZW/RGB|AppMag = 20|MPP = 0.5"
 
