@@ -18,32 +18,32 @@ from zse.errors import ModelError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def _identity() -> Any:
+def _identity(amp: str | None = None) -> Any:
     from zse.models.baselines.identity import IdentityFactory
 
     return IdentityFactory()
 
 
-def _rl_deconv() -> Any:
+def _rl_deconv(amp: str | None = None) -> Any:
     from zse.models.baselines.rl_deconv import RLDeconvFactory
 
     return RLDeconvFactory()
 
 
-def _bundled(filename: str) -> Callable[[], Any]:
-    def build() -> Any:
+def _bundled(filename: str) -> Callable[..., Any]:
+    def build(amp: str | None = None) -> Any:
         from zse.models.checkpoint import CheckpointFactory
 
         path = WEIGHTS_DIR / filename
         if not path.exists():
             raise ModelError(f"the bundled weights {path} are missing from this installation")
-        return CheckpointFactory(path, name=filename.removesuffix(".pt"))
+        return CheckpointFactory(path, name=filename.removesuffix(".pt"), amp=amp)
 
     return build
 
 
 # name -> (builder, one-line description). The first trained model listed is the default.
-REGISTRY: dict[str, tuple[Callable[[], Any], str]] = {
+REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
     "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs (bundled)"),
     "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
     "identity": (_identity, "returns the input unchanged (for checks)"),
@@ -67,21 +67,24 @@ def best_model() -> str:
     return DEFAULT_MODEL if DEFAULT_MODEL in available() else "rl-deconv"
 
 
-def resolve(spec: str) -> Any:
-    """A PredictorFactory (see zse.pipeline.infer) for a registry name or a model file path."""
+def resolve(spec: str, amp: str | None = None) -> Any:
+    """A PredictorFactory (see zse.pipeline.infer) for a registry name or a model file path.
+
+    amp: None (fp32) or "bf16" autocast, for trained networks (baselines ignore it).
+    """
     if spec in REGISTRY:
-        return REGISTRY[spec][0]()
+        return REGISTRY[spec][0](amp=amp)
     path = Path(spec)
     if path.suffix == ".pt2":
         if not path.is_file():
             raise ModelError(f"model file {path} not found")
         from zse.models.export import ExportedProgramFactory
 
-        return ExportedProgramFactory(path)
+        return ExportedProgramFactory(path, amp=amp)
     if path.exists():
         if not path.is_file():
             raise ModelError(f"model {path} is a directory; expected a zse checkpoint (.pt) or an exported program (.pt2)")
         from zse.models.checkpoint import CheckpointFactory
 
-        return CheckpointFactory(path)
+        return CheckpointFactory(path, amp=amp)
     raise ModelError(f"unknown model {spec!r}: neither a registry name ({', '.join(REGISTRY)}) nor an existing file")

@@ -38,11 +38,12 @@ def check_device(device: str) -> None:
 @click.option("--skip-background/--no-skip-background", default=True, show_default=True, help="Copy tiles without tissue through instead of running the model.")
 @click.option("--tissue-threshold", type=float, default=0.08, show_default=True, help="A low-res pixel is tissue when darker than (1 − t) × background.")
 @click.option("--gpu-tasks", type=click.IntRange(1, 8), default=2, show_default=True, help="Block tasks per GPU at once: one computes while the others read and write.")
+@click.option("--amp", type=click.Choice(["none", "bf16"]), default="none", show_default=True, help="Mixed precision for zse checkpoints and exported programs on GPU (checked against fp32 in the GPU tests).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cluster_options
 def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int, margin: int | None,
             block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
-            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, quiet: bool, cluster_opts: dict[str, Any]) -> None:
+            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
@@ -56,7 +57,13 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
     if output_path.exists() and not (resume or overwrite):
         raise ConfigError(f"{output_path} already exists; pass --overwrite to replace it, or --resume to finish an interrupted run")
     model_spec = model or best_model()
-    factory = resolve(model_spec)
+    factory = resolve(model_spec, amp=None if amp == "none" else amp)
+    rf = getattr(factory, "margin_px", None)
+    margin_used = opts.margin if opts.margin is not None else min(rf if rf is not None else overlap // 2, overlap // 2)
+    if rf is not None and margin_used < rf:
+        click.echo(f"zse: note: model {factory.name} has a receptive radius of {rf} px but the blending margin is "
+                   f"{margin_used} px (at most overlap/2); tiles then agree only approximately. For an exact tiling use "
+                   f"--overlap {2 * rf} (more tiles per area).", err=True)
     provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
     if workers == 0:
         summary = run_enhance(source, output_path, factory, opts, client=None, resume=resume, overwrite=overwrite,
