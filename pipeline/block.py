@@ -66,17 +66,28 @@ def _open(path: str, mode: str) -> zarr.Array:
 
 
 def read_region(array: zarr.Array, box: Box, label: str = "input") -> np.ndarray:
-    """Read `box` (may exceed the volume) of a (…, Z, Y, X) array with reflect padding; returns (…, Z, by, bx)."""
+    """Read `box` (may exceed the volume) of a (…, Z, Y, X) array with reflect padding; returns (…, Z, by, bx).
+
+    Beyond the volume, pixels are mirrored about the volume edges (numpy's "reflect": the edge pixel is
+    not repeated), as `geometry.reflect_indices` defines. Boxes inside the volume (most blocks) are a
+    plain slice; only boxes that cross an edge pay for the index gather.
+    """
     ny, nx = array.shape[-2:]
+    if box.y0 >= 0 and box.x0 >= 0 and box.y1 <= ny and box.x1 <= nx:
+        return _read(array, box, label)
     iy = reflect_indices(box.y0, box.y1, ny)
     ix = reflect_indices(box.x0, box.x1, nx)
     y0, y1, x0, x1 = int(iy.min()), int(iy.max()) + 1, int(ix.min()), int(ix.max()) + 1
+    data = _read(array, Box(y0, x0, y1, x1), label)
+    return np.take(np.take(data, iy - y0, axis=-2), ix - x0, axis=-1)
+
+
+def _read(array: zarr.Array, box: Box, label: str) -> np.ndarray:
     try:
-        data = np.asarray(array[..., y0:y1, x0:x1])
+        return np.asarray(array[..., box.y0 : box.y1, box.x0 : box.x1])
     except Exception as exc:
-        raise InputError(f"cannot read {label} region y {y0}:{y1}, x {x0}:{x1} of {array.store}: "
+        raise InputError(f"cannot read {label} region y {box.y0}:{box.y1}, x {box.x0}:{box.x1} of {array.store}: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return data[..., iy - y0, :][..., ix - x0]
 
 
 def predict_block(
@@ -151,8 +162,10 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
             with gpu_phase:
                 data = to_unit(channels[c], task.dtype)
                 values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size)
-                inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
-                quantised = from_unit(torch.where(covered[None], values, inp), task.dtype)
+                if not bool(covered.all()):  # pixels no tissue tile covers keep their input value
+                    inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
+                    values = torch.where(covered[None], values, inp)
+                quantised = from_unit(values, task.dtype)
             results.append(quantised.cpu().numpy())
     out = np.stack(results) if raw.ndim == 4 else results[0]
     dst[..., wy, wx] = out.astype(task.dtype, copy=False)

@@ -33,6 +33,6 @@ def from_unit(values: torch.Tensor, dtype: np.dtype | str) -> torch.Tensor:
     """Float values in [-1, 1] back to integer intensities: rounded, clipped; returns the integer dtype."""
     h = half_range(dtype)
     top = float(np.iinfo(np.dtype(dtype)).max)
-    out = torch.round((values.to(torch.float32) + 1.0) * h).clamp_(0.0, top)
+    out = values.to(torch.float32, copy=True).add_(1.0).mul_(h).round_().clamp_(0.0, top)
     torch_dtype = torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int32
     return out.to(torch_dtype)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zse.errors import ConfigError
 
 SCHEMA_VERSION = 1
-DEFAULT_BLOCK = {"cpu": 1024, "cuda": 4096}
+DEFAULT_BLOCK = {"cpu": 1024, "cuda": 2048}
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 
 

@@ -21,6 +21,13 @@ def downsample_mean_yx(a: np.ndarray) -> np.ndarray:
     py, px = y % 2, x % 2
     if py or px:
         a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, py), (0, px)], mode="edge")
+    if np.issubdtype(a.dtype, np.unsignedinteger) and a.dtype.itemsize <= 2:
+        # exact integer sums, then round half to even: the same result as np.rint(sum / 4), faster
+        v = a.astype(np.uint32)
+        total = v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2]
+        q, r = total >> 2, total & 3
+        q += (r > 2) | ((r == 2) & (q & 1 == 1))
+        return q.astype(a.dtype)
     v = a.astype(np.float64)
     out = 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
     if np.issubdtype(a.dtype, np.integer):

@@ -28,7 +28,7 @@ def check_device(device: str) -> None:
 @click.option("--tile", default=128, show_default=True, help="Tile side in pixels (y, x); tiles span all z planes.")
 @click.option("--overlap", default=32, show_default=True, help="Pixels shared by neighbouring tiles.")
 @click.option("--margin", type=int, default=None, help="Zero-weight pixels at each tile edge (default: the model's receptive radius, at most overlap/2).")
-@click.option("--block", type=int, default=None, help="y-x side of one Dask task and output shard (default 1024 on CPU, 4096 on GPU).")
+@click.option("--block", type=int, default=None, help="y-x side of one Dask task and output shard (default 1024 on CPU, 2048 on GPU).")
 @click.option("--batch-size", type=int, default=None, help="Tiles per model call (default 4 on CPU, 16 on GPU; halves itself on GPU out-of-memory).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1 on CPU, one per GPU). 0 runs every block in this process, without Dask.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -37,7 +37,7 @@ def check_device(device: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--skip-background/--no-skip-background", default=True, show_default=True, help="Copy tiles without tissue through instead of running the model.")
 @click.option("--tissue-threshold", type=float, default=0.08, show_default=True, help="A low-res pixel is tissue when darker than (1 − t) × background.")
-@click.option("--gpu-tasks", type=click.IntRange(1, 8), default=2, show_default=True, help="Block tasks per GPU at once: one computes while the others read and write.")
+@click.option("--gpu-tasks", type=click.IntRange(1, 8), default=3, show_default=True, help="Block tasks per GPU at once: one computes while the others read and write.")
 @click.option("--amp", type=click.Choice(["none", "bf16"]), default="none", show_default=True, help="Mixed precision for zse checkpoints and exported programs on GPU (checked against fp32 in the GPU tests).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cluster_options
