@@ -82,8 +82,11 @@ def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, dict]:
     return ep, meta
 
 
-def check_program_signature(ep: torch.export.ExportedProgram, path: str | Path) -> None:
-    """Refuse a program that cannot take zse's batches: one input (N, 1, Z, Y, X) with a dynamic N."""
+def check_program_signature(ep: torch.export.ExportedProgram, path: str | Path) -> tuple[int | None, int | None, int | None]:
+    """Refuse a program that cannot take zse's batches: one input (N, 1, Z, Y, X) with a dynamic N.
+
+    Returns the (Z, Y, X) the program accepts, None where the dimension is dynamic.
+    """
     user = set(ep.graph_signature.user_inputs)
     shapes = [tuple(n.meta["val"].shape) for n in ep.graph.nodes
               if n.op == "placeholder" and n.name in user and hasattr(n.meta.get("val"), "shape")]
@@ -93,6 +96,7 @@ def check_program_signature(ep: torch.export.ExportedProgram, path: str | Path) 
     if not isinstance(shapes[0][0], torch.SymInt):
         raise ModelError(f"{path}: the exported program has a fixed batch size {shapes[0][0]}; re-export it with a dynamic "
                          "batch dimension: torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))")
+    return tuple(None if isinstance(d, torch.SymInt) else int(d) for d in shapes[0][2:])  # type: ignore[return-value]
 
 
 class ExportedProgramFactory:
@@ -105,7 +109,8 @@ class ExportedProgramFactory:
     def __init__(self, path: str | Path, name: str | None = None, amp: str | None = None) -> None:
         self.path = str(Path(path))
         ep, meta = _load(self.path)
-        check_program_signature(ep, self.path)
+        #: (Z, Y, X) the program accepts (None = any); `zse enhance` checks its tile against it
+        self.input_zyx = check_program_signature(ep, self.path)
         self.name = name or Path(path).name
         self.checksum = sha256_file(self.path)
         m = meta.get("margin_px")

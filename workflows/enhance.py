@@ -58,6 +58,13 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
         raise ConfigError(f"{output_path} already exists; pass --overwrite to replace it, or --resume to finish an interrupted run")
     model_spec = model or best_model()
     factory = resolve(model_spec, amp=None if amp == "none" else amp)
+    fixed = getattr(factory, "input_zyx", None)  # exported programs with static spatial dimensions
+    if fixed is not None:
+        want = (source.meta.shape_zyx[0], tile, tile)
+        if any(f is not None and f != w for f, w in zip(fixed, want, strict=True)):
+            raise ConfigError(f"model {factory.name} accepts tiles (Z, Y, X) = {tuple('any' if f is None else f for f in fixed)}, "
+                              f"but this run gives {want} (Z from the input, --tile {tile}); match --tile (and the plane count) "
+                              "or export the model with dynamic spatial dimensions")
     rf = getattr(factory, "margin_px", None)
     margin_used = opts.margin if opts.margin is not None else min(rf if rf is not None else overlap // 2, overlap // 2)
     if rf is not None and margin_used < rf:

@@ -126,3 +126,45 @@ def test_exported_program_equals_checkpoint(tmp_path: Path) -> None:
         torch.testing.assert_close(ef.build("cpu")(x), cf.build("cpu")(x), atol=1e-6, rtol=1e-5)
     with pytest.raises(ModelError, match="cannot be loaded"):
         ExportedProgramFactory(ck)
+
+
+def test_enhance_with_checkpoint_and_with_its_exported_program_give_the_same_output(tmp_path: Path) -> None:
+    """Through the real CLI (`zse export`, `zse enhance --model`): a checkpoint and its .pt2 give identical slides."""
+    import numpy as np
+
+    from zse.pipeline.ngff import open_image
+    from zse.pipeline.write import write_volume
+    from zse.workflows.cli import main
+
+    ckpt = tmp_path / "tiny.pt"
+    _write_ckpt(ckpt)
+    pt2 = tmp_path / "tiny.pt2"
+    main(["export", str(ckpt), str(pt2)])
+    vol = np.random.default_rng(3).integers(0, 256, (13, 80, 96), dtype=np.uint8)
+    src = write_volume(tmp_path / "in.ome.zarr", vol, progress=False)
+    outs = []
+    for model in (ckpt, pt2):
+        out = tmp_path / f"out-{model.suffix[1:]}.ome.zarr"
+        main(["enhance", str(src), str(out), "--model", str(model), "--workers", "0", "--tile", "16", "--overlap", "8",
+              "--no-skip-background", "--quiet"])
+        outs.append(open_image(out).levels[0][...])
+    assert not np.array_equal(outs[0], vol)  # the network does something
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_exported_program_with_other_tile_size_is_refused_clearly(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from zse.pipeline.write import write_volume
+    from zse.workflows.cli import main
+
+    ckpt = tmp_path / "tiny.pt"
+    _write_ckpt(ckpt)
+    pt2 = tmp_path / "tiny.pt2"
+    main(["export", str(ckpt), str(pt2)])
+    src = write_volume(tmp_path / "in.ome.zarr", np.zeros((13, 40, 40), np.uint8), progress=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["enhance", str(src), str(tmp_path / "o.ome.zarr"), "--model", str(pt2), "--workers", "0", "--tile", "32", "--overlap", "8"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--tile" in err and "16" in err and not (tmp_path / "o.ome.zarr").exists()
