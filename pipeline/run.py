@@ -146,6 +146,7 @@ def run_enhance(
     progress: bool = True,
     resources: dict[str, float] | None = None,
     provenance: dict[str, Any] | None = None,
+    section_id: str | None = None,
 ) -> RunSummary:
     """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring."""
     t0 = time.perf_counter()
@@ -215,7 +216,12 @@ def run_enhance(
     z = meta.shape_zyx[0] * meta.n_channels
     summary.voxels = z * meta.shape[-2] * meta.shape[-1]
     summary.voxels_processed = summary.voxels  # refined by callers that need it
+    src_zse = source.attrs.get("zse", {}) if isinstance(source.attrs.get("zse"), dict) else {}
     finalize_output(group, spec, name=meta.name, attrs={
+        # carried over for 3D reconstruction of consecutive sections (the origin is in the OME translation)
+        "section_id": section_id if section_id is not None else src_zse.get("section_id"),
+        "voxel_size_um": list(meta.voxel_size_um),
+        "translation_um": list(meta.translation_um),
         "provenance": {"zse_version": __version__, "model": record["model"], "options": record["options"],
                        "input": record["input"], **(provenance or {})},
         "summary": {"blocks_total": summary.blocks_total,

@@ -39,11 +39,12 @@ def check_device(device: str) -> None:
 @click.option("--tissue-threshold", type=float, default=0.08, show_default=True, help="A low-res pixel is tissue when darker than (1 − t) × background.")
 @click.option("--gpu-tasks", type=click.IntRange(1, 8), default=3, show_default=True, help="Block tasks per GPU at once: one computes while the others read and write.")
 @click.option("--amp", type=click.Choice(["none", "bf16"]), default="none", show_default=True, help="Mixed precision for zse checkpoints and exported programs on GPU (checked against fp32 in the GPU tests).")
+@click.option("--section-id", default=None, help="Section identifier recorded in the output (default: the input's, if it has one).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cluster_options
 def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int, margin: int | None,
             block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
-            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, quiet: bool, cluster_opts: dict[str, Any]) -> None:
+            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
@@ -74,10 +75,11 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
     provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
     if workers == 0:
         summary = run_enhance(source, output_path, factory, opts, client=None, resume=resume, overwrite=overwrite,
-                              progress=not quiet, provenance=provenance)
+                              progress=not quiet, provenance=provenance, section_id=section_id)
     else:
         with open_client(device=device, workers=workers, gpu_tasks_per_worker=gpu_tasks, **cluster_opts) as client:
             summary = run_enhance(source, output_path, factory, opts, client=client, resume=resume, overwrite=overwrite,
-                                  progress=not quiet, resources=task_resources(client), provenance=provenance)
+                                  progress=not quiet, resources=task_resources(client), provenance=provenance,
+                                  section_id=section_id)
     for line in [f"zse enhance: {input_path} -> {output_path} (model {factory.name}, margin {summary.margin})", *summary.lines()]:
         click.echo(line, err=True)

@@ -48,10 +48,11 @@ def describe(path: Path) -> list[str]:
             lines.append(f"zse run: {'complete' if zse_attrs.get('status') == 'complete' else 'INCOMPLETE'}")
             prov = zse_attrs.get("provenance", {})
             if prov:
+                lines.append(f"  input: {prov.get('input', {}).get('path')}")
                 lines.append(f"  model: {prov.get('model')}")
                 lines.append(f"  options: {prov.get('options')}")
                 lines.append(f"  zse version: {prov.get('zse_version')}")
-            for k in ("section_id", "synth", "source"):
+            for k in ("section_id", "voxel_size_um", "translation_um", "synth", "source"):
                 if k in zse_attrs:
                     lines.append(f"  {k}: {zse_attrs[k]}")
     record = read_run_record(path)

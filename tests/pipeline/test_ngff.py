@@ -88,3 +88,19 @@ def test_output_writes_are_shard_aligned(tmp_path: Path) -> None:
     arr = zarr.open_array(str(tmp_path / "o.ome.zarr" / "0"))
     assert arr.shards == (3, 128, 128)
     assert 128 % arr.chunks[-1] == 0
+
+
+def test_section_identity_origin_and_provenance_carried_to_output_and_shown_by_info(tmp_path: Path) -> None:
+    from zse.workflows.info import describe
+
+    vol = np.random.default_rng(5).integers(0, 256, (3, 40, 50), dtype=np.uint8)
+    src = write_volume(tmp_path / "in.ome.zarr", vol, voxel_size_um=(1.5, 0.5, 0.5), translation_um=(42.0, 1.0, 2.0),
+                       attrs={"section_id": "B20-s0173"}, progress=False)
+    out = tmp_path / "out.ome.zarr"
+    run_enhance(open_image(src), out, IdentityFactory(), make_options(skip_background=False), progress=False)
+    zse = dict(zarr.open_group(str(out), mode="r").attrs)["zse"]
+    assert zse["section_id"] == "B20-s0173"
+    assert zse["translation_um"] == [42.0, 1.0, 2.0] and zse["voxel_size_um"] == [1.5, 0.5, 0.5]
+    assert zse["provenance"]["model"]["checksum"] == IdentityFactory().checksum
+    text = "\n".join(describe(out))
+    assert "B20-s0173" in text and "complete" in text and "42.0" in text and "identity" in text
