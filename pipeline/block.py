@@ -10,9 +10,9 @@ the same whatever the block size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -167,7 +167,7 @@ def write_pyramid(group: zarr.Group, spec: OutputSpec, *, progress: bool = True,
         src, dst = group[str(level - 1)], group[str(level)]
         boxes = block_grid(spec.shapes[level][-2:], spec.block)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for _ in pool.map(lambda b: write_level_region(src, dst, b), boxes):
+            for _ in pool.map(write_level_region, [src] * len(boxes), [dst] * len(boxes), boxes):
                 if on_task:
                     on_task()
 
