@@ -172,7 +172,8 @@ def run_enhance(
     done0 = done_states(out_path, 0) if resume else {}
     pending = [b for b in blocks if b.index not in done0]
     summary.blocks_already_done = len(blocks) - len(pending)
-    if resume and not pending and dict(group.attrs).get("zse", {}).get("status") == "complete":
+    zse_attrs = dict(group.attrs).get("zse")
+    if resume and not pending and isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete":
         summary.wall_s = time.perf_counter() - t0
         return summary  # finished earlier: nothing to do, nothing rewritten
     if options.skip_background:

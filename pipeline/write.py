@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numcodecs
 import numpy as np
@@ -96,7 +96,7 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
             raise OutputError(f"{path} exists and is not a Zarr group; --overwrite only replaces Zarr/OME-Zarr outputs, "
                               "so remove it yourself or choose another OUT")
         shutil.rmtree(path)
-    zarr_format = 2 if spec.ngff == "0.4" else 3
+    zarr_format: Literal[2, 3] = 2 if spec.ngff == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     for level, shape in enumerate(spec.shapes):
         kwargs: dict[str, Any] = dict(
@@ -145,7 +145,8 @@ def clear_region(array: zarr.Array, box: Box) -> None:
 def finalize_output(group: zarr.Group, spec: OutputSpec, *, name: str = "image", attrs: dict[str, Any] | None = None) -> None:
     """Write the OME metadata and mark the output complete. Call only after every level is written."""
     ome = multiscales_attrs(spec.meta, len(spec.shapes), spec.ngff, name=name)
-    zse_attrs = dict(group.attrs.get("zse", {}))
+    old = group.attrs.get("zse")
+    zse_attrs: dict[str, Any] = dict(old) if isinstance(old, dict) else {}
     zse_attrs.update(attrs or {})
     zse_attrs["status"] = "complete"
     zse_attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -154,7 +155,7 @@ def finalize_output(group: zarr.Group, spec: OutputSpec, *, name: str = "image",
 
 def level_tasks(spec: OutputSpec) -> list[tuple[int, Box]]:
     """(level, write box) for every pyramid level after 0, level by level, aligned to that level's shards."""
-    tasks = []
+    tasks: list[tuple[int, Box]] = []
     for level, shape in enumerate(spec.shapes[1:], start=1):
         tasks.extend((level, box) for box in block_grid(shape[-2:], spec.block))
     return tasks
@@ -207,6 +208,8 @@ def write_volume(
     half_range(meta.dtype)  # validates the dtype before anything is created
     group = create_output(path, spec, overwrite=overwrite, attrs=attrs)
     arr0 = group["0"]
+    if not isinstance(arr0, zarr.Array):  # pragma: no cover - create_output made it an array
+        raise OutputError(f"{path}/0 is not an array")
     boxes = block_grid(meta.shape[-2:], block)
     n_total = len(boxes) + len(level_tasks(spec))
     bar = tqdm(total=n_total, desc=f"writing {Path(path).name}", unit="block", disable=not progress, leave=False)
