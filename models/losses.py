@@ -288,5 +288,5 @@ class ImagePool:
         return {"size": self.size, "images": [t.cpu() for t in self.images]}
 
     def load_state_dict(self, state: dict[str, object], device: torch.device | str) -> None:
-        self.size = int(state["size"])  # type: ignore[arg-type]
-        self.images = [t.to(device) for t in state["images"]]  # type: ignore[union-attr]
+        self.size = int(state["size"])  # type: ignore[call-overload]
+        self.images = [t.to(device) for t in state["images"]]  # type: ignore[attr-defined]

@@ -75,7 +75,7 @@ def _rng_state(np_rng: np.random.Generator, py_rng: random.Random, device: torch
         "python_gen": list(py_rng.getstate()[1]) + [py_rng.getstate()[0]],
         "python_global": list(random.getstate()[1]) + [random.getstate()[0]],
     }
-    g = np.random.get_state()  # noqa: NPY002 (global state, saved for libraries that use it)
+    g: Any = np.random.get_state()  # noqa: NPY002 (global state, saved for libraries that use it)
     st["numpy_global"] = {"keys": torch.from_numpy(g[1].astype(np.int64)), "pos": int(g[2]), "has_gauss": int(g[3]),
                           "cached_gaussian": float(g[4])}
     if device.type == "cuda":
@@ -306,7 +306,7 @@ def train(
             n_acc += 1
             if step % tc.log_every == 0 or step == tc.max_steps:
                 row = {k: v.item() / n_acc for k, v in acc.items()}
-                row.update(step=step, time_s=round(time.monotonic() - t_start, 2), lr_g=scheds["g"].get_last_lr()[0])
+                row.update(step=step, time_s=round(time.monotonic() - t_start, 2), lr_g=float(scheds["g"].get_last_lr()[0]))
                 writer.writerow(row)
                 log_f.flush()
                 bar.set_postfix(g=f"{row['g_total']:.3f}", d=f"{row['d_total']:.3f}", cyc=f"{row['g_cycle']:.3f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,7 +62,7 @@ def _open_in_focus(path: Path):
     except InputError as exc:
         if "plane" not in exc.message:
             raise
-    group = zarr.open_group(str(path), mode="r")
+    group: Any = zarr.open_group(str(path), mode="r")
     if "bioformats2raw.layout" in group.attrs and "0" in group:
         group = group["0"]
     ms = read_multiscales(dict(group.attrs))

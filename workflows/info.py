@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import zarr
@@ -21,8 +22,9 @@ def describe(path: Path) -> list[str]:
         group = zarr.open_group(str(path), mode="r")
     except Exception:
         raise InputError(f"{path}: not a Zarr group") from None
-    attrs = dict(group.attrs)
-    zse_attrs = attrs.get("zse", {}) if isinstance(attrs.get("zse"), dict) else {}
+    attrs: dict[str, Any] = dict(group.attrs)
+    raw = attrs.get("zse")
+    zse_attrs: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
     lines = [f"path: {path}"]
     if read_multiscales(attrs) is None and "bioformats2raw.layout" not in attrs:
         status = zse_attrs.get("status")

@@ -41,8 +41,9 @@ def train(config: str, out: Path | None, resume: bool, device: str | None, data:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. loss.p=0.3)")
         key, value = item.split("=", 1)
         overrides[key.strip()] = yaml.safe_load(value)
-    for key, value in (("train.device", device), ("data.path", data), ("train.max_steps", max_steps),
-                       ("train.max_minutes", max_minutes), ("train.amp", amp), ("train.seed", seed)):
+    cli_values: list[tuple[str, Any]] = [("train.device", device), ("data.path", data), ("train.max_steps", max_steps),
+                                         ("train.max_minutes", max_minutes), ("train.amp", amp), ("train.seed", seed)]
+    for key, value in cli_values:
         if value is not None:
             overrides[key] = value
     cfg = load_config(config, overrides)

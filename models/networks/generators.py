@@ -229,8 +229,11 @@ def receptive_radius_yx(module: nn.Module, z: int = 29, size: int = 160) -> int:
     y = module(x)
     sum(y[n, 0, :, py, px].sum() for n, (py, px) in enumerate(pos)).backward()
     radius = 0
+    grad = x.grad
+    if grad is None:  # pragma: no cover - backward() above always fills it
+        raise RuntimeError("no gradient reached the probe input")
     for n, (py, px) in enumerate(pos):
-        nz = torch.nonzero(x.grad[n].abs().sum(dim=(0, 1)) > 0)
+        nz = torch.nonzero(grad[n].abs().sum(dim=(0, 1)) > 0)
         if len(nz):
             radius = max(radius, int((nz[:, 0] - py).abs().max()), int((nz[:, 1] - px).abs().max()))
     module.train(was_training)
