@@ -662,7 +662,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--blurs", default="huron,strong")
     ap.add_argument("--tune-seed", type=int, default=100)
     ap.add_argument("--tune-iterations", default="20,40,80,160")
-    ap.add_argument("--real-rl-max-iterations", type=int, default=80)
+    ap.add_argument("--real-rl-max-iterations", type=int, default=160)
     ap.add_argument("--seam-rl-iterations", type=int, default=20)
     ap.add_argument("--seam-rl-grid", type=int, default=3)
     ap.add_argument("--seam-guard", type=int, default=4)
@@ -703,7 +703,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_docs(args: argparse.Namespace, out: Path, seams_out: Path, sections: dict[str, str],
                models: list[tuple[str, Any]], cmd: str, total: float, info_synth: dict[str, Any] | None) -> None:
-    head = (f"Regenerate: `{cmd.strip()}` (from the repository root, venv active; cache in `{args.work}`, "
+    try:
+        work_shown = args.work.resolve().relative_to(REPO)
+    except ValueError:
+        work_shown = args.work
+    head = (f"Regenerate: `{cmd.strip()}` (from the repository root, venv active; cache in `{work_shown}`, "
             f"`--fresh` to recompute; this run: {total / 60:.1f} min on the 2-core dev machine, which was shared "
             f"with a training job).\n")
     models_line = ("Trained models measured: " + ", ".join(f"`{n}` (sha256 {f.checksum[:12]}…)" for n, f in models)
@@ -771,14 +775,16 @@ TEMPLATE_SEAMS = """# Seams of tiled enhancement on a mosaic of the real validat
 {models}
 
 Slide: the 36 validation ROIs of the Huron data (sorted names, row-major) laid out 6 × 6 as one
-29 × 768 × 768 uint8 OME-Zarr (`write_volume`); rl-deconv, which costs ~0.13 s per iteration per
-128² tile on one CPU thread, ran on the top-left {g} × {g} ROIs ({g}·128 px square) with {rl_it}
+29 × 768 × 768 uint8 OME-Zarr (`write_volume`); rl-deconv, which costs 0.05–0.13 s per iteration
+per 128² tile on one CPU thread (depending on the machine's load), ran on the top-left {g} × {g} ROIs ({g}·128 px square) with {rl_it}
 iterations (fewer than in docs/quality.md; RL spreads information further with more iterations,
 so this underestimates its tile-edge effects). Each method ran through `run_enhance` (tile 128,
 batch 1, `skip_background=False`) at overlap 32 (the default), overlap 66 (default margin =
-min(receptive radius, overlap/2) = 33 for zse-gan, 32 for rl-deconv, 8 for unsharp) and overlap 72
-with margin 36 (stride 56: tile origins and margins on multiples of 4, which the stride-2 levels of
-the zse-gan networks need for overlapping tiles to agree exactly, docs/training.md).
+min(receptive radius, overlap/2): the trained model's `margin_px`, 32 for rl-deconv, 8 for unsharp)
+and, for trained models, an aligned setting: margin = `margin_px` rounded up to a multiple of 4 and
+overlap = 2 × margin, so that the stride and every tile origin are multiples of 4, which the two
+stride-2 levels of the zse-gan generators need for overlapping tiles to agree exactly
+(docs/training.md); with overlap 66 the stride is 62 and the tile origins are not aligned.
 
 Seam score (`zse.models.metrics.seam_score`, docs/metrics.md): mean |forward difference| across the
 run's own lattice lines (`lattice_lines(768, 128, overlap, margin, which)`: tile edges, blend-zone
