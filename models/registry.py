@@ -73,7 +73,8 @@ def resolve(spec: str, amp: str | None = None) -> Any:
     amp: None (fp32) or "bf16" autocast, for trained networks (baselines ignore it).
     """
     if spec in REGISTRY:
-        return REGISTRY[spec][0](amp=amp)
+        builder = REGISTRY[spec][0]
+        return builder() if amp is None else builder(amp=amp)
     path = Path(spec)
     if path.suffix == ".pt2":
         if not path.is_file():

@@ -145,7 +145,8 @@ def test_local_cluster_runs_tasks_on_localhost() -> None:
         assert zc.task_resources(client) is None
         n_torch, omp = client.submit(_threads).result()
         cores = len(os.sched_getaffinity(0))
-        assert n_torch == cores and omp == str(cores)
+        # the cores are shared among the worker's 2 Dask threads (each may run a block at once)
+        assert n_torch == max(1, cores // 2) and omp == str(max(1, cores // 2))
         assert "127.0.0.1" in client.dashboard_link
         assert _http_bound(client) == {"127.0.0.1"}
 
