@@ -71,6 +71,9 @@ PAPER: dict[str, Any] = {
 }
 
 
+CACHE_HITS: list[str] = []  # what this invocation reused from --work instead of computing
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -117,6 +120,7 @@ def enhance(src: Path, factory: Any, work: Path, tag: str, *, overlap: int = 32,
     out.parent.mkdir(parents=True, exist_ok=True)
     if not fresh and side.exists() and out.exists():
         wall = json.loads(side.read_text())["wall_s"]
+        CACHE_HITS.append(out.name)
     else:
         t0 = time.perf_counter()
         run_enhance(open_image(src), out, factory, opts, progress=False, overwrite=True)
@@ -143,6 +147,7 @@ def tune_rl(blur: str, shape: tuple[int, int, int], seed: int, iterations: Seque
     na, dz = BLUR_PRESETS[blur]
     path = work / f"tune_rl_{blur}_s{seed}_{'x'.join(map(str, shape))}_{'-'.join(map(str, iterations))}.json"
     if path.exists() and not fresh:
+        CACHE_HITS.append(path.name)
         return json.loads(path.read_text())
     x, gt = synthesize(shape, seed, na=na, z_step_um=dz)
     rows = []
@@ -446,6 +451,7 @@ def real_part(args: argparse.Namespace, work: Path, models: list[tuple[str, Any]
                 with np.load(cache) as z:
                     ys = [z[n] for n in names]
                 walls[key] = float(json.loads(cache.with_suffix(".json").read_text())["wall_s"])
+                CACHE_HITS.append(cache.name)
             else:
                 t0 = time.perf_counter()
                 pred = fac.build("cpu")
@@ -708,8 +714,9 @@ def write_docs(args: argparse.Namespace, out: Path, seams_out: Path, sections: d
     except ValueError:
         work_shown = args.work
     head = (f"Regenerate: `{cmd.strip()}` (from the repository root, venv active; cache in `{work_shown}`, "
-            f"`--fresh` to recompute; this run: {total / 60:.1f} min on the 2-core dev machine, which was shared "
-            f"with a training job).\n")
+            f"`--fresh` to recompute; this invocation: {total / 60:.1f} min on the 2-core dev machine"
+            + (f", reusing {len(CACHE_HITS)} cached results (enhanced outputs, sweeps); their recorded compute times "
+               "are in the tables" if CACHE_HITS else ", everything computed from scratch") + ").\n")
     models_line = ("Trained models measured: " + ", ".join(f"`{n}` (sha256 {f.checksum[:12]}…)" for n, f in models)
                    if models else "Trained models measured: **none** — `models/weights/zse-gan.pt` was absent when "
                    "this was generated; rerun the command when it is present (only the new column is computed).")
