@@ -137,7 +137,7 @@ def interrupted_output(kill_input: Path, kill_input_digest, tmp_path_factory: py
     """A run (default local Dask worker) SIGKILLed, whole process group, once its first block was marked done."""
     out = tmp_path_factory.mktemp("killed") / "out.zarr"
     n = _kill_after_first_marker(zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_RUN_OPTS), out,
-                                 zse_env(ZSE_TEST_MODEL_DELAY="0.02"))
+                                 zse_env(ZSE_TEST_MODEL_DELAY="0.05"))
     total = _n_blocks(KILL_SHAPE[-2:], 64)
     assert 1 <= n < total, f"killed with {n} of {total} blocks done: the test did not interrupt the run"
     return out
@@ -225,7 +225,7 @@ def sigint_run(kill_input: Path, tmp_path_factory: pytest.TempPathFactory,
     """Ctrl-C in a terminal: SIGINT to the whole foreground process group (zse and its Dask worker)."""
     out = tmp_path_factory.mktemp("sigint") / "out.zarr"
     cmd = zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_RUN_OPTS)
-    proc = subprocess.Popen(cmd, env=zse_env(ZSE_TEST_MODEL_DELAY="0.02"), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=zse_env(ZSE_TEST_MODEL_DELAY="0.2"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     pgid = os.getpgid(proc.pid)
     deadline = time.monotonic() + 60
