@@ -225,8 +225,11 @@ def sigint_run(kill_input: Path, tmp_path_factory: pytest.TempPathFactory,
     """Ctrl-C in a terminal: SIGINT to the whole foreground process group (zse and its Dask worker)."""
     out = tmp_path_factory.mktemp("sigint") / "out.zarr"
     cmd = zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_RUN_OPTS)
+    # A shell that starts the test run in the background (CI runners, nohup) leaves SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the child a terminal's default disposition.
     proc = subprocess.Popen(cmd, env=zse_env(ZSE_TEST_MODEL_DELAY="0.2"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pgid = os.getpgid(proc.pid)
     deadline = time.monotonic() + 60
     while not _markers(out) and proc.poll() is None and time.monotonic() < deadline:
