@@ -30,6 +30,12 @@ def _rl_deconv(amp: str | None = None) -> Any:
     return RLDeconvFactory()
 
 
+def _unsharp(amp: str | None = None) -> Any:
+    from zse.models.baselines.unsharp import UnsharpFactory
+
+    return UnsharpFactory()
+
+
 def _bundled(filename: str) -> Callable[..., Any]:
     def build(amp: str | None = None) -> Any:
         from zse.models.checkpoint import CheckpointFactory
@@ -44,8 +50,10 @@ def _bundled(filename: str) -> Callable[..., Any]:
 
 # name -> (builder, one-line description). The first trained model listed is the default.
 REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
-    "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs (bundled)"),
+    "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs "
+                "(bundled; a short CPU training: close to the identity, see models/weights/README.md)"),
     "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
+    "unsharp": (_unsharp, "per-plane 2D unsharp mask (σ 2 px, amount 1): the plain-sharpening baseline"),
     "identity": (_identity, "returns the input unchanged (for checks)"),
 }
 
