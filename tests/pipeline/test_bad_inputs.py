@@ -14,26 +14,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-
-
-def _helpers():
-    # tests/pipeline has no __init__.py: load the conftest's helper functions under a private module name.
-    import importlib.util
-    import sys
-
-    name = "_zse_pipeline_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_h = _helpers()
-assert_one_line_error = _h.assert_one_line_error
-make_input = _h.make_input
-tree_digest = _h.tree_digest
+from zse_pipeline_helpers import assert_one_line_error, make_input, tree_digest
 
 RUN = ("--model", "test-conv", "--block", "32", "--tile", "32", "--overlap", "8", "--workers", "0", "--quiet")
 

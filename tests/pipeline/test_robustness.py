@@ -19,30 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
-
-def _helpers():
-    # tests/pipeline has no __init__.py: load the conftest's helper functions under a private module name.
-    import importlib.util
-    import sys
-
-    name = "_zse_pipeline_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_h = _helpers()
-assert_one_line_error = _h.assert_one_line_error
-assert_same_levels = _h.assert_same_levels
-make_input = _h.make_input
-read_levels = _h.read_levels
-tree_digest = _h.tree_digest
-zse_cmd = _h.zse_cmd
-zse_env = _h.zse_env
+from zse_pipeline_helpers import (
+    assert_one_line_error,
+    assert_same_levels,
+    make_input,
+    read_levels,
+    tree_digest,
+    zse_cmd,
+    zse_env,
+)
 
 # 40 level-0 blocks of 64 × 64 and 10 level-1 regions: (3, 1280, 128) has a second level (1280 > 1024).
 KILL_SHAPE = (3, 1280, 128)
