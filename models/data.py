@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from zse.errors import InputError
+from zse.models.npz import load_npz_stack
 
 HALF_RANGE = {"uint8": 127.5, "uint16": 32767.5}
 
@@ -62,19 +63,6 @@ def _read_tif(path: Path) -> np.ndarray:
     if a.ndim != 2:
         raise InputError(f"{path}: expected a 2D image, got shape {a.shape}")
     return a
-
-
-def _read_npz(path: Path) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "arr_0" not in f:
-                raise InputError(f"{path}: no key 'arr_0' (keys: {', '.join(f.files)})")
-            a = f["arr_0"]
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read as .npz ({exc})") from None
-    if a.ndim != 3:
-        raise InputError(f"{path}: expected (Y, X, Z) with z last, got shape {a.shape}")
-    return np.ascontiguousarray(np.moveaxis(a, -1, 0))  # (Z, Y, X)
 
 
 @dataclass
@@ -120,7 +108,7 @@ class RoiDataset:
         def stacks(ns: list[str]) -> list[np.ndarray]:
             out = []
             for n in ns:
-                a = _read_npz(root / "trainB" / n)
+                a = load_npz_stack(root / "trainB" / n)
                 if a.shape[0] != z_planes:
                     raise InputError(f"{root / 'trainB' / n}: {a.shape[0]} planes (z last), config data.z_planes is {z_planes}")
                 out.append(a)

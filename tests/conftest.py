@@ -30,6 +30,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny convolutions run fastest and most predictably on one thread, even on a shared machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _huron_dir() -> Path:
     env = os.environ.get("ZSE_HURON_DIR")
     if env:

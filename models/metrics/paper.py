@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from zse.errors import InputError
+from zse.models.npz import load_npz_stack  # noqa: F401  (re-exported: callers import it from here)
 
 from .focus import fm
 from .piqe import piqe
@@ -22,21 +23,6 @@ from .piqe import piqe
 PAPER_FM_FOCUS = 0.024
 PAPER_FM_ENDS = 0.0074
 PAPER_FOCAL_INDEX = 14
-
-
-def load_npz_stack(path: str | Path) -> np.ndarray:
-    """Load one ZSE-GAN .npz stack (key `arr_0`, (Y, X, Z)) as (Z, Y, X), same dtype."""
-    p = Path(path)
-    try:
-        with np.load(p) as z:
-            if "arr_0" not in z:
-                raise InputError(f"{p}: no key 'arr_0' (keys: {list(z.keys())}); valid: ZSE-GAN .npz stacks")
-            a = z["arr_0"]
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: not a readable .npz file ({exc})") from exc
-    if a.ndim != 3:
-        raise InputError(f"{p}: arr_0 has shape {a.shape}; valid: (Y, X, Z)")
-    return np.ascontiguousarray(np.moveaxis(a, -1, 0))
 
 
 def npz_files(folder: str | Path) -> list[Path]:

@@ -27,14 +27,6 @@ TINY = GeneratorConfig(widths=(4, 8, 8), n_res=1, in_kernel=(3, 3, 3), out_kerne
                        norm="none", res_norm="none", upsample="trilinear", padding_yx="reflect", skip="add")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Evil:
     def __init__(self, marker: str) -> None:
         self.marker = marker

@@ -23,14 +23,6 @@ from zse.models.networks.generators import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small convolutions: threads only contend on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
-
-
 def _gen(preset: str) -> GeneratorConfig:
     return load_config(preset).arch.generator
 

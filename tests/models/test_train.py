@@ -20,14 +20,6 @@ from zse.models.train import train
 Z, S = 13, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_dataset(root: Path, n: int = 8, z: int = Z, s: int = S, seed: int = 0) -> Path:
     """n stacks in the ZSE-GAN layout: trainB/*.npz (Y, X, Z) z-last, trainA2D (s, s), trainA29 (s, z)."""
     rng = np.random.default_rng(seed)

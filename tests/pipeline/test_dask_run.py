@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cloudpickle
 import numpy as np
-import torch
 
 from zse.pipeline.ngff import open_image
 from zse.pipeline.options import make_options
@@ -52,4 +51,3 @@ def test_blocks_run_on_local_cluster_model_built_once_per_worker(tmp_path: Path)
     assert len(pids) == len(set(pids)), f"a worker built the model more than once: {pids}"
     assert set(map(int, pids)) <= worker_pids and os.getpid() not in set(map(int, pids))
     np.testing.assert_array_equal(open_image(tmp_path / "out.ome.zarr").levels[0][...], vol)
-    assert torch.get_num_threads() >= 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from zse.models.baselines.identity import IdentityFactory
+from zse.models.npz import load_npz_stack
 from zse.pipeline.ngff import open_image
 from zse.pipeline.options import make_options
 from zse.pipeline.plan import tissue_map
@@ -18,7 +19,7 @@ from zse.pipeline.write import write_volume
 def real_mosaic(huron_dir: Path, rows: int, cols: int) -> np.ndarray:
     """ROIs (y, x, z) from trainB placed side by side: uint8 (29, 128·rows, 128·cols)."""
     files = sorted((huron_dir / "trainB").glob("*.npz"))[: rows * cols]
-    stacks = [np.moveaxis(np.load(f)["arr_0"], -1, 0) for f in files]
+    stacks = [load_npz_stack(f) for f in files]
     grid = [np.concatenate(stacks[r * cols : (r + 1) * cols], axis=2) for r in range(rows)]
     return np.concatenate(grid, axis=1)
 

@@ -185,7 +185,7 @@ def test_scancel_then_resubmit_resumes_bit_identically(tmp_path: Path, slurm_wai
     _needs_commands("synth", "enhance", "info")
     t0 = time.monotonic()
     src = tmp_path / "in" / "sec C.ome.zarr"
-    _zse("synth", str(src), "--shape", "4,512,512", "--seed", "7", "--quiet")
+    _zse("synth", str(src), "--shape", "4,768,768", "--seed", "7", "--quiet")
     out = tmp_path / "out"
     result = out / "sec C.ome.zarr"
     args = [str(src), "--out", str(out), "--model", "identity", "--profile", "ci", "--enhance-args", RESUME_ARGS]
@@ -198,10 +198,10 @@ def test_scancel_then_resubmit_resumes_bit_identically(tmp_path: Path, slurm_wai
         assert time.monotonic() < deadline, "no block finished within 120 s"
         time.sleep(0.05)
     subprocess.run(["scancel", job], check=True, timeout=20)
-    states = slurm_wait([job], timeout=60)
+    states = slurm_wait([job], timeout=120)
     assert states[job] == "CANCELLED", states
     done_before = len(list(done_dir.iterdir()))
-    total = (512 // 32) ** 2
+    total = (768 // 32) ** 2
     assert 0 < done_before < total, f"{done_before} of {total} blocks done when cancelled"
     # uninterrupted reference, run here while the resubmitted job runs under Slurm
     reference = tmp_path / "reference.ome.zarr"
@@ -209,8 +209,8 @@ def test_scancel_then_resubmit_resumes_bit_identically(tmp_path: Path, slurm_wai
                                  "--device", "cpu", *RESUME_ARGS.split()], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     job2 = _submit(*args)
     slurm_jobs.append(job2)
-    states = slurm_wait([job2], timeout=150)
-    _, ref_err = ref_proc.communicate(timeout=150)
+    states = slurm_wait([job2], timeout=300)
+    _, ref_err = ref_proc.communicate(timeout=300)
     assert ref_proc.returncode == 0, ref_err
     log = (out / "logs" / f"zse-batch-{job2}.out").read_text()
     assert states[job2] == "COMPLETED", log[-3000:]

@@ -16,14 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from test_train import Z, make_dataset, tiny_config  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run_cli(args: list[str]) -> int:
     try:
         main(args)
