@@ -136,7 +136,13 @@ class LossConfig(_Frozen):
         lambda_fidelity, fidelity_sigma: optional low-pass fidelity (not in the notebook: 0 there):
             L1 between Gaussian low-passes (σ px in y, x, per plane) of G_S(x) and x. Deblurring
             keeps the local mean intensity; this rules out contrast inversion, a cycle-consistent
-            solution the adversarial and cycle terms alone allow.
+            solution the adversarial and cycle terms alone allow. fidelity_norm: "l1" or "l2"
+            (mean squared difference: no pull at all while G_S is still the identity).
+        cycle_warmup_steps: for the first N steps the cycle term (and the D_B term of L_G) trains
+            G_B only: G_S's output is detached before G_B (not in the notebook: 0 there). A G_S that
+            starts as the identity (`residual: true`) sits at the kink of the cycle L1, whose
+            subgradient then outweighs the adversarial one ~80× and keeps G_S there; in the warm-up
+            G_S moves under the adversarial term and G_B learns to undo it.
     """
 
     kind: Literal["lsgan", "paper-log"] = "lsgan"
@@ -150,6 +156,8 @@ class LossConfig(_Frozen):
     pool_size: int = Field(50, ge=0)
     lambda_fidelity: float = Field(0.0, ge=0.0)
     fidelity_sigma: float = Field(8.0, gt=0.0)
+    fidelity_norm: Literal["l1", "l2"] = "l1"
+    cycle_warmup_steps: int = Field(0, ge=0)
 
 
 class OptimConfig(_Frozen):
@@ -175,6 +183,11 @@ class DataConfig(_Frozen):
         crop_yx: random crop size in y, x of each training stack (None: whole 128×128 ROI).
         flips: random flips/transposes in y, x (the notebook has no augmentation).
         to_device: keep the whole (uint8) dataset on the training device.
+        reals: where D_S's "real" in-focus samples come from: "files" (trainA2D/, trainA29/, as the
+            notebook) or "sharpest-plane" (the sharpest plane of each training stack and lateral × Z
+            crops of it; what `zse extract-rois` does without --in-focus). On the Huron ROIs the
+            trainA2D patches are brighter than the stacks (mean 0.56 vs −0.03 in [−1, 1]), and a
+            discriminator learns brightness before sharpness.
     """
 
     path: str = "../shared/data/zse-gan-huron"
@@ -184,6 +197,7 @@ class DataConfig(_Frozen):
     crop_yx: int | None = Field(None, ge=16)
     flips: bool = False
     to_device: bool = True
+    reals: Literal["files", "sharpest-plane"] = "files"
 
 
 class TrainConfig(_Frozen):

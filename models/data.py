@@ -139,6 +139,23 @@ class RoiDataset:
         empty = torch.zeros((0, *train[0].shape), dtype=torch.uint8 if dtype == "uint8" else torch.int32)
         return cls(tens(train), tens(val) if val else empty, tens(s2d), tens(s29), dtype, train_names, val_names)
 
+    def with_sharpest_plane_reals(self) -> RoiDataset:
+        """The same dataset with its "real" in-focus samples taken from the training stacks themselves:
+        sharp2d = the sharpest plane of each training stack (variance of the Laplacian), sharp29 =
+        lateral × Z crops of those planes at x = 0, Z, 2Z, … (the notebook's 128×29 crops of in-focus
+        images). Real and fake then come from the same tissue, so the discriminator cannot tell them
+        apart by brightness or by how much background they show, only by sharpness."""
+        m, z, h, w = self.blurred.shape
+        if w < z:
+            raise InputError(f"stacks are {h}×{w} px in y, x: too narrow for {h}×{z} in-focus crops (need x ≥ {z})")
+        planes = []
+        for stack in self.blurred.cpu().numpy():
+            k = int(np.argmax([variance_of_laplacian(p) for p in stack]))
+            planes.append(stack[k])
+        sharp2d = torch.from_numpy(np.stack(planes)).to(self.blurred.device)
+        sharp29 = torch.cat([sharp2d[:, :, c : c + z] for c in range(0, w - z + 1, z)])
+        return RoiDataset(self.blurred, self.val, sharp2d, sharp29.contiguous(), self.dtype, self.train_names, self.val_names)
+
     def to(self, device: torch.device | str) -> RoiDataset:
         return RoiDataset(self.blurred.to(device), self.val.to(device), self.sharp2d.to(device), self.sharp29.to(device),
                           self.dtype, self.train_names, self.val_names)

@@ -12,7 +12,8 @@ Generator:
         + α_i·(1−p)·adv(D_S(G_S(x)[z=i]), 1) + p·½·adv(D_S(section_j(G_S(x))), 1)
         + λ_cyc · reduce_i( w_i · L1(rec[z=i], x[z=i]) )        (reduce = max, or Σ/Z for "mean")
         + λ_id · ( L1(G_B(x), x) + L1(G_S(G_S(x)), G_S(x)) )
-        + λ_fid · L1(lowpass_σ(G_S(x)), lowpass_σ(x))             (optional, 0 in the notebook)
+        + λ_fid · L1(lowpass_σ(G_S(x)), lowpass_σ(x))             (optional, 0 in the notebook; or L2)
+During the first `cycle_warmup_steps` steps rec = G_B(G_S(x).detach()) (0 in the notebook).
 Discriminators (fakes drawn from image pools of whole volumes):
     L_DS = d·[ (1−p)·adv(D_S(y*), 1) + p·adv(D_S(y29), 1)
              + α_i·(1−p)·adv(D_S(f[z=i]), 0) + p·½·adv(D_S(section_j(f)), 0) ]
@@ -153,9 +154,15 @@ def gaussian_lowpass_yx(v: torch.Tensor, sigma: float) -> torch.Tensor:
     return p.reshape(n, c, z, h, w)
 
 
-def fidelity_loss(fake: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """L1 between the y, x low-passes of G_S(x) and x (local mean intensity preserved)."""
-    return F.l1_loss(gaussian_lowpass_yx(fake, sigma), gaussian_lowpass_yx(x, sigma))
+def fidelity_loss(fake: torch.Tensor, x: torch.Tensor, sigma: float, norm: str = "l1") -> torch.Tensor:
+    """L1 (or mean squared, norm="l2") difference of the y, x low-passes of G_S(x) and x (local mean
+    intensity preserved)."""
+    a, b = gaussian_lowpass_yx(fake, sigma), gaussian_lowpass_yx(x, sigma)
+    if norm == "l1":
+        return F.l1_loss(a, b)
+    if norm == "l2":
+        return F.mse_loss(a, b)
+    raise ConfigError(f"unknown fidelity norm '{norm}' (valid: l1, l2)")
 
 
 @dataclass(frozen=True)
@@ -193,8 +200,8 @@ def generator_loss(
     x: torch.Tensor,
     fake: torch.Tensor,
     rec: torch.Tensor,
-    idt_b: torch.Tensor,
-    idt_s: torch.Tensor,
+    idt_b: torch.Tensor | None,
+    idt_s: torch.Tensor | None,
     d_s: nn.Module,
     d_b: nn.Module,
     cfg: LossConfig,
@@ -206,7 +213,8 @@ def generator_loss(
 
     Args:
         x: blurred input; fake = G_S(x); rec = G_B(fake); idt_b = G_B(x); idt_s = G_S(fake); all
-            (N, 1, Z, Y, X). alpha, cyc_w: (Z,) weights. dr: the step's random draws.
+            (N, 1, Z, Y, X); idt_b and idt_s may be None when cfg.lambda_identity is 0. alpha, cyc_w:
+            (Z,) weights. dr: the step's random draws.
     """
     adv = adversarial(cfg.kind)
     p = cfg.p
@@ -214,9 +222,14 @@ def generator_loss(
     l_gs_h = alpha[dr.g_s] * (1 - p) * adv(d_s(horizontal(fake, dr.g_s)), 1.0)
     l_gs_v = p * 0.5 * adv(d_s(section(fake, dr.g_j, dr.g_o)), 1.0)
     l_cyc = cycle_loss(rec, x, cyc_w, cfg.cycle_reduce)
-    l_idt = F.l1_loss(idt_b.float(), x.float()) + F.l1_loss(idt_s.float(), fake.float())
+    if idt_b is not None and idt_s is not None:
+        l_idt = F.l1_loss(idt_b.float(), x.float()) + F.l1_loss(idt_s.float(), fake.float())
+    elif cfg.lambda_identity > 0:
+        raise ValueError("generator_loss: lambda_identity > 0 needs idt_b and idt_s")
+    else:
+        l_idt = torch.zeros((), device=x.device)
     total = l_gb + l_gs_h + l_gs_v + cfg.lambda_cycle * l_cyc + cfg.lambda_identity * l_idt
-    l_fid = fidelity_loss(fake, x, cfg.fidelity_sigma) if cfg.lambda_fidelity > 0 else torch.zeros((), device=x.device)
+    l_fid = fidelity_loss(fake, x, cfg.fidelity_sigma, cfg.fidelity_norm) if cfg.lambda_fidelity > 0 else torch.zeros((), device=x.device)
     total = total + cfg.lambda_fidelity * l_fid
     terms = {"g_total": total, "g_adv_b": l_gb, "g_adv_s_xy": l_gs_h, "g_adv_s_vert": l_gs_v, "g_cycle": l_cyc,
              "g_identity": l_idt, "g_fidelity": l_fid}

@@ -199,6 +199,8 @@ def train(
     if data is None:
         data = RoiDataset.load(cfg.data.path, z_planes=cfg.data.z_planes, val_fraction=cfg.data.val_fraction,
                                split_seed=cfg.data.split_seed)
+    if cfg.data.reals == "sharpest-plane":
+        data = data.with_sharpest_plane_reals()
     if cfg.data.to_device:
         data = data.to(device)
     val_x = data.fixed_val(device)
@@ -275,9 +277,9 @@ def train(
             opts["g"].zero_grad(set_to_none=True)
             with autocast():
                 fake = g_s_run(x)
-                rec = g_b_run(fake)
-                idt_b = g_b_run(x)
-                idt_s = g_s_run(fake)
+                rec = g_b_run(fake.detach() if step < lc.cycle_warmup_steps else fake)
+                idt_b = g_b_run(x) if lc.lambda_identity > 0 else None  # two generator passes saved when off
+                idt_s = g_s_run(fake) if lc.lambda_identity > 0 else None
                 loss_g, terms_g = generator_loss(x, fake, rec, idt_b, idt_s, d_s, d_b, lc, alpha, cyc_w, dr)
             loss_g.backward()
             if oc.grad_clip:

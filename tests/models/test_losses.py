@@ -152,3 +152,23 @@ def test_fidelity_term_by_hand() -> None:
     v = torch.rand(1, 1, 2, 12, 12)
     lp = gaussian_lowpass_yx(v, 2.0)
     assert lp.shape == v.shape and lp.std() < v.std() and abs(lp.mean() - v.mean()) < 0.05
+
+
+def test_l2_fidelity_by_hand() -> None:
+    x, fake, rec, idt_b, idt_s = _tensors()
+    alpha = torch.ones(3)
+    dr = Draws(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    cfg = LossConfig(lambda_cycle=10.0, lambda_identity=1.0, lambda_fidelity=3.0, fidelity_norm="l2")
+    total, t = generator_loss(x, fake, rec, idt_b, idt_s, ConstD(1.0), ConstD(1.0), cfg, alpha, alpha, dr)
+    # D scores 1 → no adversarial loss; cycle 0.2, identity 0.1 + 0.2, fidelity (0.5 − 0)² (constants)
+    assert t["g_fidelity"].item() == pytest.approx(0.25)
+    assert total.item() == pytest.approx(10.0 * 0.2 + 1.0 * 0.3 + 3.0 * 0.25, rel=1e-6)
+
+
+def test_identity_term_may_be_skipped_only_when_off() -> None:
+    x, fake, rec, _, _ = _tensors()
+    ones, dr = torch.ones(3), Draws(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    _, t = generator_loss(x, fake, rec, None, None, ConstD(1.0), ConstD(1.0), LossConfig(lambda_identity=0.0), ones, ones, dr)
+    assert t["g_identity"].item() == 0.0
+    with pytest.raises(ValueError, match="lambda_identity"):
+        generator_loss(x, fake, rec, None, None, ConstD(1.0), ConstD(1.0), LossConfig(lambda_identity=0.5), ones, ones, dr)

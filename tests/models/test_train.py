@@ -36,7 +36,7 @@ def make_dataset(root: Path, n: int = 8, z: int = Z, s: int = S, seed: int = 0) 
     return root
 
 
-def tiny_config(data: Path, **train_kw) -> Config:
+def tiny_config(data: Path, loss: dict | None = None, data_kw: dict | None = None, **train_kw) -> Config:
     t = {"max_steps": 40, "log_every": 5, "image_every": 1000, "ckpt_every": 1000, "seed": 0}
     t.update(train_kw)
     return config_from_dict({
@@ -47,9 +47,9 @@ def tiny_config(data: Path, **train_kw) -> Config:
                                                "skip": "add"},
                  "discriminator": {"ndf": 4, "n_layers": 3}},
         "loss": {"alpha": {"kind": "focus-distance", "lo": 1.0, "hi": 1.67},
-                 "cycle_weights": {"kind": "focus-distance", "lo": 1.03, "hi": 3.05}, "pool_size": 4},
+                 "cycle_weights": {"kind": "focus-distance", "lo": 1.03, "hi": 3.05}, "pool_size": 4, **(loss or {})},
         "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
-        "data": {"path": str(data), "z_planes": Z, "val_fraction": 0.2},
+        "data": {"path": str(data), "z_planes": Z, "val_fraction": 0.2, **(data_kw or {})},
         "train": t,
     })
 
@@ -72,6 +72,28 @@ def test_reader_converts_z_last_and_splits(tmp_path: Path) -> None:
         RoiDataset.load(root, z_planes=29)
     with pytest.raises(InputError, match="trainB"):
         RoiDataset.load(tmp_path)
+
+
+def test_sharpest_plane_reals(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", s=32)
+    ds = RoiDataset.load(root, z_planes=Z, val_fraction=0.2)
+    r = ds.with_sharpest_plane_reals()
+    assert torch.equal(r.blurred, ds.blurred) and torch.equal(r.val, ds.val)
+    stacks = ds.blurred.numpy().astype(np.float64)
+    lap = (-4 * stacks[:, :, 1:-1, 1:-1] + stacks[:, :, :-2, 1:-1] + stacks[:, :, 2:, 1:-1] + stacks[:, :, 1:-1, :-2]
+           + stacks[:, :, 1:-1, 2:])
+    best = lap.reshape(*lap.shape[:2], -1).var(axis=-1).argmax(axis=1)
+    assert (best == Z // 2).mean() > 0.5  # the synthetic stacks are in focus at the centre plane
+    expect = np.stack([stacks[i, k] for i, k in enumerate(best)])
+    assert np.array_equal(r.sharp2d.numpy(), expect)
+    n = len(ds.train_names)
+    assert r.sharp29.shape == (2 * n, 32, Z)  # x offsets 0 and Z of each plane
+    assert np.array_equal(r.sharp29[n + 1].numpy(), expect[1][:, Z : 2 * Z])
+    x, y2d, y29 = r.sample(np.random.default_rng(0), 3, crop=16)
+    assert y2d.shape == (3, 1, 16, 16) and y29.shape == (3, 1, 16, Z)
+    narrow = RoiDataset(ds.blurred[..., :Z - 1], ds.val, ds.sharp2d, ds.sharp29, ds.dtype, ds.train_names, ds.val_names)
+    with pytest.raises(InputError, match="too narrow"):
+        narrow.with_sharpest_plane_reals()
 
 
 def test_huron_layout_reads(huron_dir: Path) -> None:
@@ -98,17 +120,22 @@ def test_smoke_training_loss_falls_and_checkpoint_round_trips(tmp_path: Path) ->
     torch.testing.assert_close(inf.build("cpu")(x), CheckpointFactory(res.last_checkpoint).build("cpu")(x))
 
 
-def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+CPU_VARIANT = ({"cycle_warmup_steps": 9, "lambda_identity": 0.0, "fidelity_norm": "l2", "lambda_fidelity": 1.0},
+               {"reals": "sharpest-plane"})
+
+
+@pytest.mark.parametrize(("loss", "data_kw"), [(None, None), CPU_VARIANT], ids=["notebook", "zse-gan-cpu-losses"])
+def test_resume_equals_uninterrupted(tmp_path: Path, loss: dict | None, data_kw: dict | None) -> None:
     root = make_dataset(tmp_path / "d")
-    straight = train(tiny_config(root, max_steps=12, ckpt_every=6), tmp_path / "a", progress=False)
-    train(tiny_config(root, max_steps=6), tmp_path / "b", progress=False)
-    resumed = train(tiny_config(root, max_steps=12), tmp_path / "b", resume=True, progress=False)
+    straight = train(tiny_config(root, loss, data_kw, max_steps=12, ckpt_every=6), tmp_path / "a", progress=False)
+    train(tiny_config(root, loss, data_kw, max_steps=6), tmp_path / "b", progress=False)
+    resumed = train(tiny_config(root, loss, data_kw, max_steps=12), tmp_path / "b", resume=True, progress=False)
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     assert a["step"] == b["step"] == 12
     for net in ("g_s", "g_b", "d_s", "d_b"):
         for k, v in a["state"][net].items():
             assert torch.equal(v, b["state"][net][k]), (net, k)
-    other = tiny_config(root, max_steps=12).model_copy(update={"loss": tiny_config(root).loss.model_copy(update={"p": 0.1})})
+    other = tiny_config(root, max_steps=12).model_copy(update={"loss": tiny_config(root, loss).loss.model_copy(update={"p": 0.1})})
     with pytest.raises(ConfigError, match="different configuration"):
         train(other, tmp_path / "b", resume=True, progress=False)
     with pytest.raises(InputError, match="no checkpoint"):
@@ -146,3 +173,23 @@ def test_extract_rois_from_array(tmp_path: Path) -> None:
     assert again["rois"] == meta["rois"]
     with pytest.raises(InputError, match="tissue"):
         extract_rois(np.full((Z, 64, 64), 200, np.uint8), tmp_path / "none", n=2, roi=32)
+
+
+def test_cycle_warmup_keeps_cycle_gradient_off_g_s(tmp_path: Path) -> None:
+    """In the warm-up G_S gets no gradient from the cycle term: with every other G_S term off
+    (adversarial weights 0 via p = 0 and α = 0, no fidelity, no identity), G_S must not change in the
+    warm-up and must change after it."""
+    root = make_dataset(tmp_path / "d")
+    loss = {"cycle_warmup_steps": 3, "lambda_identity": 0.0, "lambda_fidelity": 0.0, "p": 0.0,
+            "alpha": {"kind": "vector", "values": [0.0] * Z}}
+    cfg = tiny_config(root, loss, max_steps=3)
+    a = train(cfg, tmp_path / "w", progress=False)
+    g0 = load_checkpoint(a.last_checkpoint)["state"]["g_s"]
+    from zse.models.networks.generators import build_generator
+
+    torch.manual_seed(cfg.train.seed)  # train() seeds, then builds G_S first
+    init = build_generator(cfg.arch.generator).state_dict()
+    assert all(torch.equal(g0[k], init[k]) for k in init)
+    b = train(tiny_config(root, loss, max_steps=5), tmp_path / "w", resume=True, progress=False)
+    g1 = load_checkpoint(b.last_checkpoint)["state"]["g_s"]
+    assert any(not torch.equal(g1[k], init[k]) for k in init)
