@@ -51,7 +51,9 @@ def _bundled(filename: str) -> Callable[..., Any]:
 # name -> (builder, one-line description). The first trained model listed is the default.
 REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
     "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs "
-                "(bundled; a short CPU training: close to the identity, see models/weights/README.md)"),
+                "(bundled; a 38-minute CPU training, see models/weights/README.md)"),
+    "zse-gan-warmup": (_bundled("zse-gan-warmup.pt"), "the same run's G_S at step 2000, the end of the cycle "
+                       "warm-up (its cycle term had trained G_B only); sharpens more, see models/weights/README.md"),
     "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
     "unsharp": (_unsharp, "per-plane 2D unsharp mask (σ 2 px, amount 1): the plain-sharpening baseline"),
     "identity": (_identity, "returns the input unchanged (for checks)"),
