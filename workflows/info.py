@@ -84,5 +84,6 @@ def models() -> None:
     from zse.models.registry import REGISTRY, available
 
     have = available()
+    width = max(len(n) for n in REGISTRY)
     for name, (_, desc) in REGISTRY.items():
-        click.echo(f"{name:12s} {desc}" + ("" if name in have else "  [not installed]"))
+        click.echo(f"{name:{width}s}  {desc}" + ("" if name in have else "  [not installed]"))
