@@ -141,7 +141,7 @@ class LossConfig(_Frozen):
         cycle_warmup_steps: for the first N steps the cycle term (and the D_B term of L_G) trains
             G_B only: G_S's output is detached before G_B (not in the notebook: 0 there). A G_S that
             starts as the identity (`residual: true`) sits at the kink of the cycle L1, whose
-            subgradient then outweighs the adversarial one ~80× and keeps G_S there; in the warm-up
+            subgradient then outweighs the adversarial one 20–80× and keeps G_S there; in the warm-up
             G_S moves under the adversarial term and G_B learns to undo it.
     """
 
