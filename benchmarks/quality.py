@@ -208,6 +208,15 @@ def plt_() -> Any:
 # ------------------------------------------------------------------------------------------ synthetic
 
 
+def _style_plane_axes(ax: Any, focal: float, xlabel: str) -> None:
+    """Per-plane plot styling shared by the figures: the focal plane dotted, small labels, grid, legend."""
+    ax.axvline(focal, ls=":", color="gray")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+
+
 def synth_part(args: argparse.Namespace, work: Path, models: list[tuple[str, Any]], figdir: Path) -> tuple[str, dict[str, Any]]:
     sy = [int(v) for v in args.shape.split(",")]
     shape = (sy[0], sy[1], sy[2])
@@ -369,12 +378,7 @@ def synth_part(args: argparse.Namespace, work: Path, models: list[tuple[str, Any
         ax.set_title(f"{blur}: SSIM vs truth", fontsize=9)
         ax2.set_title(f"{blur}: FM (T=150)", fontsize=9)
         for a in (ax, ax2):
-            a.axvline(float(np.mean(focals[blur])), ls=":", color="gray")
-            a.set_xlabel("plane", fontsize=8)
-            a.tick_params(labelsize=7)
-            a.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-        ax2.legend(fontsize=6)
+            _style_plane_axes(a, float(np.mean(focals[blur])), "plane")
     fig.tight_layout()
     png = figdir / "synth_planes.png"
     fig.savefig(png, dpi=70)
@@ -547,11 +551,7 @@ def real_part(args: argparse.Namespace, work: Path, models: list[tuple[str, Any]
     axes[1].set_title("SSIM(x_k, y_k)", fontsize=9)
     axes[2].set_title("PIQE per plane (lower = better)", fontsize=9)
     for a in axes:
-        a.axvline(f + 1, ls=":", color="gray")
-        a.set_xlabel("plane (1-based)", fontsize=8)
-        a.tick_params(labelsize=7)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=6)
+        _style_plane_axes(a, f + 1, "plane (1-based)")
     fig.tight_layout()
     png = figdir / "real_planes.png"
     fig.savefig(png, dpi=70)

@@ -42,6 +42,17 @@ def _markers(out: Path, level: int = 0) -> list[Path]:
     return [p for p in d.iterdir() if not p.name.startswith(".")] if d.is_dir() else []
 
 
+def _mark_interrupted(g: zarr.Group) -> None:
+    """Make a finished output look like an interrupted one: no OME metadata, zse status "incomplete"
+    (what `create_output` writes before any block and a killed run leaves behind)."""
+    attrs = dict(g.attrs)
+    for k in ("ome", "multiscales", "omero"):
+        attrs.pop(k, None)
+    attrs["zse"] = {**attrs["zse"], "status": "incomplete"}
+    g.attrs.clear()
+    g.attrs.update(attrs)
+
+
 def _n_blocks(shape_yx: tuple[int, int], block: int) -> int:
     return -(-shape_yx[0] // block) * -(-shape_yx[1] // block)
 
@@ -189,12 +200,7 @@ def test_resume_after_crash_in_pyramid(reference_output: Path, kill_input: Path,
     for r in (0, 4, 9):
         (out / ".zse" / "done" / "L1" / f"{r}_0").unlink()
         arr[..., r * 64 : (r + 1) * 64, :] = 7
-    attrs = dict(g.attrs)
-    for k in ("ome", "multiscales", "omero"):
-        attrs.pop(k, None)
-    attrs["zse"] = {**attrs["zse"], "status": "incomplete"}
-    g.attrs.clear()
-    g.attrs.update(attrs)
+    _mark_interrupted(g)
     proc = zse_inproc("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS, "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "0 enhanced" in proc.stderr and "pyramid tasks: 3" in proc.stderr, proc.stderr
@@ -442,12 +448,7 @@ def _simulate_crash(out: Path, blocks: list[tuple[int, int]], block: int) -> Non
         arr[..., ys, xs] = rng.integers(0, 255, size=region.shape, dtype=region.dtype)
     # a marker temp file left by a kill inside _atomic_write
     (out / ".zse" / "done" / "L0" / f".{blocks[0][0]}_{blocks[0][1]}.99999.tmp").write_text("")
-    attrs = dict(g.attrs)
-    for k in ("ome", "multiscales", "omero"):
-        attrs.pop(k, None)
-    attrs["zse"] = {**attrs["zse"], "status": "incomplete"}
-    g.attrs.clear()
-    g.attrs.update(attrs)
+    _mark_interrupted(g)
 
 
 @pytest.mark.parametrize("ngff", ["0.5", "0.4"])
