@@ -91,15 +91,16 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
 
 def build_g_s(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """G_S of a loaded checkpoint, float32, eval mode, on CPU."""
+    """The enhancing network of a loaded checkpoint (ZSE-GAN's G_S, unet3d-gan's U-Net: both stored
+    under state.g_s), float32, eval mode, on CPU."""
     from zse.models.config import ArchConfig
-    from zse.models.networks.generators import build_generator
+    from zse.models.networks import build_enhancer
 
     try:
         arch = ArchConfig.model_validate(ckpt["arch"])
     except Exception as exc:
         raise ModelError(f"checkpoint architecture is not understood by this zse: {exc}") from None
-    g = build_generator(arch.generator)
+    g = build_enhancer(arch)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"]["g_s"].items()}
     try:
         g.load_state_dict(state)

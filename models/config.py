@@ -84,11 +84,54 @@ class DiscriminatorConfig(_Frozen):
     norm: Literal["instance", "batch", "none"] = "instance"
 
 
+class UNetConfig(_Frozen):
+    """A 3D U-Net generator (`unet3d-gan`; after WFCON-Net's 3D U-Net GAN generator).
+
+    Layout, for L = len(widths) levels: level 0 block (1 → w0) → [down-sample (conv k3, stride 2 in
+    y, x and, where `down_z[l]`, in z) → level block (w_l → w_{l+1})] × (L − 1) → [nearest up-sample
+    to the encoder level's exact size → conv k3 (w_{l+1} → w_l) → add (or concatenate) the encoder
+    features → level block] × (L − 1) → conv k1 (w0 → 1). A level block is `convs` × [PadConv3d k3 →
+    norm → LeakyReLU 0.2], with a residual mapping (1×1 projection where widths change) when
+    `residual_blocks`. `global_residual`: output = x + correction (the untrained network is the
+    identity: conv_out starts at zero); the output is not clamped (the pipeline clips when quantising).
+
+    Attributes:
+        widths: channels per level; len − 1 is the number of down-sampling blocks (WFCON: 4).
+        down_z: per down-sampling block, whether z is halved too (29 → 15 → 8 …); padded to the
+            number of blocks with False.
+        convs: convolutions per level block.
+        norm: "instance" (WFCON; per-tile statistics, seams when tiled), "batch", "none" (seam-safe).
+        padding_yx, padding_z: padding modes ("reflect" in y, x for a seam-safe network).
+        skip: "add" or "concat" (WFCON concatenates).
+    """
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    down_z: tuple[bool, ...] = (True, True)
+    convs: int = Field(2, ge=1, le=4)
+    residual_blocks: bool = True
+    norm: Literal["instance", "batch", "none"] = "none"
+    padding_yx: Literal["zeros", "reflect", "replicate"] = "reflect"
+    padding_z: Literal["zeros", "reflect", "replicate"] = "replicate"
+    skip: Literal["add", "concat"] = "add"
+    global_residual: bool = True
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not 1 <= len(v) <= 6 or any(int(e) < 1 for e in v):
+            raise ValueError(f"give 1 to 6 positive widths (one per level), got {v}")
+        return v
+
+
 class ArchConfig(_Frozen):
-    """The four networks. `name` is the model kind recorded in checkpoints."""
+    """The networks. `name` is the model kind recorded in checkpoints; `kind` picks the method:
+    "zse-gan" (G_S, G_B: `generator`; D_S, D_B: `discriminator`) or "unet3d-gan" (one generator:
+    `unet`; one discriminator on real in-focus planes: `discriminator`)."""
 
     name: str = "zse-gan-paper"
+    kind: Literal["zse-gan", "unet3d-gan"] = "zse-gan"
     generator: GeneratorConfig = GeneratorConfig()
+    unet: UNetConfig = UNetConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
 
@@ -129,7 +172,8 @@ class LossConfig(_Frozen):
         p: share of vertical sections in the D_S terms (notebook 0.35).
         alpha: per-plane weights of the horizontal adversarial terms (notebook 1.00 → 1.67).
         cycle_weights: per-plane weights of the cycle L1 (notebook 1.03 → 3.05).
-        lambda_cycle: cycle weight (10.5); cycle_reduce: "max" (notebook) or "mean" over planes.
+        lambda_cycle: cycle weight (10.5); cycle_reduce: "max" (notebook) or "mean" over planes;
+            cycle_norm: "l1" (notebook), "l2" or "charbonnier" (smooth at the identity).
         lambda_identity: identity weight (0.5).
         d_factor: the discriminator losses are (real + fake)·d_factor (0.5).
         pool_size: image pools of fake volumes for the discriminators (50).
@@ -151,6 +195,7 @@ class LossConfig(_Frozen):
     cycle_weights: WeightSpec = WeightSpec(kind="notebook", lo=1.03, hi=3.05)
     lambda_cycle: float = Field(10.5, ge=0.0)
     cycle_reduce: Literal["max", "mean"] = "max"
+    cycle_norm: Literal["l1", "l2", "charbonnier"] = "l1"
     lambda_identity: float = Field(0.5, ge=0.0)
     d_factor: float = Field(0.5, ge=0.0)
     pool_size: int = Field(50, ge=0)
@@ -160,8 +205,46 @@ class LossConfig(_Frozen):
     cycle_warmup_steps: int = Field(0, ge=0)
 
 
+class PhysicsLossConfig(_Frozen):
+    """Losses of `unet3d-gan` (docs/training.md): supervised on synthetic pairs, then a real-data phase.
+
+    L_G = λ_l1 · L1(G(x_syn), t_syn) + λ_vgg · VGG(G(x_syn), t_syn)                      (every step)
+        + [step ≥ finetune_start] · ( λ_adv · ½·MSE(D(G(x_real)[z=i]), 1)     i in-slice planes
+                                    + λ_keep · L1(HP(G(x_real)[z=k]), HP(x_real[z=k])) )  k = sharpest
+    L_D = ½·[ MSE(D(real in-focus plane), 1) + MSE(D(G(x_real)[z=i]), 0) ]  (real-data phase only)
+    t_syn is the optical-section truth of the pair synthesiser; HP = v − Gaussian_σ(v) per plane
+    (σ = `keep_sigma` px): the real stack's in-focus detail stays where it is, so depths are not
+    merged. WFCON's recipe: LSGAN + λ·L1 + ζ·VGG with λ = 2, ζ = 0.01.
+
+    Attributes:
+        vgg_weights: local VGG-19 weights file (torchvision's `features.N.weight` key names, loaded
+            with weights_only=True); required when `lambda_vgg` > 0, never downloaded.
+        vgg_layer: features up to this ReLU of VGG-19 ("relu1_2", "relu2_2", "relu3_4"; WFCON-style).
+        adv_half_planes: the adversarial term sees planes within ± this of the sharpest input plane
+            (real stacks' outer planes focus above and below the tissue: they must stay empty).
+    """
+
+    lambda_l1: float = Field(2.0, ge=0.0)
+    lambda_vgg: float = Field(0.0, ge=0.0)
+    vgg_weights: str | None = None
+    vgg_layer: Literal["relu1_2", "relu2_2", "relu3_4"] = "relu2_2"
+    lambda_adv: float = Field(0.0, ge=0.0)
+    lambda_keep: float = Field(0.0, ge=0.0)
+    keep_sigma: float = Field(2.0, gt=0.0)
+    adv_half_planes: int = Field(5, ge=0)
+    finetune_start: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> PhysicsLossConfig:
+        if self.lambda_vgg > 0 and not self.vgg_weights:
+            raise ValueError("lambda_vgg > 0 needs vgg_weights: a local VGG-19 weights file (zse never downloads weights)")
+        return self
+
+
 class OptimConfig(_Frozen):
-    """Adam for both generators (one optimiser) and both discriminators (another), as the notebook."""
+    """Adam for both generators (one optimiser) and both discriminators (another), as the notebook;
+    `separate_generators`: one Adam for G_S and one for G_B (each with its own moment estimates, so the
+    large cycle gradients of G_B do not set G_S's step sizes)."""
 
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
@@ -170,6 +253,32 @@ class OptimConfig(_Frozen):
     schedule: Literal["constant", "linear-decay", "cosine"] = "constant"
     decay_start: float = Field(0.5, ge=0.0, le=1.0)  # fraction of max_steps where linear decay starts
     grad_clip: float | None = None
+    separate_generators: bool = False
+
+
+class PairConfig(_Frozen):
+    """The pair synthesiser of `unet3d-gan` (`zse.models.pairs`): ranges of the imaging drawn per sample.
+
+    Absorption volumes come from the phantom (`zse.models.phantom`, seeds `phantom_seeds`, a bank made
+    once per z-step) or from real in-focus content (sharpest planes of the training stacks and
+    brightness-matched trainA2D patches) stacked as thin layers filling a section; `layers_fraction`
+    of the samples are of the second kind. Each sample is imaged through a widefield PSF drawn from
+    `na` × `z_step_um` (kept out of the benchmark's PSFs), with its section centre shifted by up to
+    ±`focus_shift` planes, I0 = `background` × 255, shot noise (`photons` e⁻ at I0) and read noise
+    (grey levels), quantised to 8 bits; the target is the optical-section truth (same as `zse synth`).
+    """
+
+    na: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)
+    z_step_um: tuple[float, ...] = (1.0, 1.2, 1.6, 1.8)
+    section_um: tuple[float, float] = (14.0, 24.0)
+    focus_shift: int = Field(3, ge=0)
+    background: tuple[float, float] = (0.85, 0.97)
+    photons: tuple[float, float] = (5000.0, 40000.0)
+    read_noise: tuple[float, float] = (0.3, 1.5)
+    layers_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    phantom_seeds: int = Field(6, ge=1, description="phantom volumes per z-step in the bank")
+    phantom_side: int = Field(256, ge=64)
+    phantom_seed_offset: int = Field(100000, ge=0, description="bank seeds start here (the benchmark uses small seeds)")
 
 
 class DataConfig(_Frozen):
@@ -187,7 +296,8 @@ class DataConfig(_Frozen):
             notebook) or "sharpest-plane" (the sharpest plane of each training stack and lateral × Z
             crops of it; what `zse extract-rois` does without --in-focus). On the Huron ROIs the
             trainA2D patches are brighter than the stacks (mean 0.56 vs −0.03 in [−1, 1]), and a
-            discriminator learns brightness before sharpness.
+            discriminator learns brightness before sharpness. "files-matched": the files with their
+            mean and standard deviation mapped linearly onto the training stacks' sharpest planes'.
     """
 
     path: str = "../shared/data/zse-gan-huron"
@@ -197,7 +307,8 @@ class DataConfig(_Frozen):
     crop_yx: int | None = Field(None, ge=16)
     flips: bool = False
     to_device: bool = True
-    reals: Literal["files", "sharpest-plane"] = "files"
+    reals: Literal["files", "files-matched", "sharpest-plane"] = "files"
+    pairs: PairConfig = PairConfig()
 
 
 class TrainConfig(_Frozen):
@@ -223,6 +334,7 @@ class Config(_Frozen):
     name: str = "custom"
     arch: ArchConfig = ArchConfig()
     loss: LossConfig = LossConfig()
+    physics: PhysicsLossConfig = PhysicsLossConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

@@ -26,6 +26,16 @@ from zse.models.npz import load_npz_stack
 HALF_RANGE = {"uint8": 127.5, "uint16": 32767.5}
 
 
+def match_brightness(images: np.ndarray, reference: np.ndarray, dtype: str = "uint8") -> np.ndarray:
+    """`images` mapped linearly so that their mean and standard deviation (over all pixels) equal the
+    `reference`'s, rounded and clipped to `dtype` (uint8 or uint16); same shape as `images`."""
+    f = np.asarray(images, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    out = (f - f.mean()) * (r.std() / max(float(f.std()), 1e-6)) + r.mean()
+    top = 255 if dtype == "uint8" else 65535
+    return np.clip(np.rint(out), 0, top).astype(np.uint8 if dtype == "uint8" else np.int32)
+
+
 def to_unit(a: torch.Tensor, dtype: str) -> torch.Tensor:
     """uint8/uint16 values (any shape) → float32 in [-1, 1]."""
     if dtype not in HALF_RANGE:
@@ -155,6 +165,16 @@ class RoiDataset:
         sharp2d = torch.from_numpy(np.stack(planes)).to(self.blurred.device)
         sharp29 = torch.cat([sharp2d[:, :, c : c + z] for c in range(0, w - z + 1, z)])
         return RoiDataset(self.blurred, self.val, sharp2d, sharp29.contiguous(), self.dtype, self.train_names, self.val_names)
+
+    def with_matched_reals(self) -> RoiDataset:
+        """The same dataset with its in-focus files (trainA2D, trainA29) brightness-matched to the
+        training stacks' sharpest planes (`match_brightness`): D_S can no longer tell real from fake
+        by brightness alone (the Huron trainA2D patches: mean 168 vs the stacks' 137)."""
+        ref = self.with_sharpest_plane_reals().sharp2d.cpu().numpy()
+        dev = self.sharp2d.device
+        s2 = torch.from_numpy(match_brightness(self.sharp2d.cpu().numpy(), ref, self.dtype)).to(dev)
+        s29 = torch.from_numpy(match_brightness(self.sharp29.cpu().numpy(), ref, self.dtype)).to(dev)
+        return RoiDataset(self.blurred, self.val, s2, s29, self.dtype, self.train_names, self.val_names)
 
     def to(self, device: torch.device | str) -> RoiDataset:
         return RoiDataset(self.blurred.to(device), self.val.to(device), self.sharp2d.to(device), self.sharp29.to(device),

@@ -131,9 +131,23 @@ def section(v: torch.Tensor, j: int, orient: int) -> torch.Tensor:
     return s.transpose(-1, -2)
 
 
-def cycle_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor, reduce: str) -> torch.Tensor:
-    """Per-plane weighted L1: max_i w_i·L1_i ("max", notebook) or Σ_i w_i·L1_i / Z ("mean")."""
-    per_plane = (rec.float() - x.float()).abs().mean(dim=(0, 1, 3, 4)) * w  # (Z,)
+CHARBONNIER_EPS = 1e-3
+
+
+def cycle_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor, reduce: str, norm: str = "l1") -> torch.Tensor:
+    """Per-plane weighted error: max_i w_i·E_i ("max", notebook) or Σ_i w_i·E_i / Z ("mean"), with E_i the
+    mean over plane i of |d| ("l1", notebook), d² ("l2") or √(d² + ε²) − ε ("charbonnier", ε = 1e-3: L1
+    away from 0, smooth at the identity, so no kink pins G_S there), d = rec − x."""
+    d = rec.float() - x.float()
+    if norm == "l1":
+        e = d.abs()
+    elif norm == "l2":
+        e = d * d
+    elif norm == "charbonnier":
+        e = torch.sqrt(d * d + CHARBONNIER_EPS**2) - CHARBONNIER_EPS
+    else:
+        raise ConfigError(f"unknown cycle norm '{norm}' (valid: l1, l2, charbonnier)")
+    per_plane = e.mean(dim=(0, 1, 3, 4)) * w  # (Z,)
     if reduce == "max":
         return per_plane.max()
     if reduce == "mean":
@@ -221,7 +235,7 @@ def generator_loss(
     l_gb = alpha[dr.g_b] * adv(d_b(horizontal(rec, dr.g_b)), 1.0)
     l_gs_h = alpha[dr.g_s] * (1 - p) * adv(d_s(horizontal(fake, dr.g_s)), 1.0)
     l_gs_v = p * 0.5 * adv(d_s(section(fake, dr.g_j, dr.g_o)), 1.0)
-    l_cyc = cycle_loss(rec, x, cyc_w, cfg.cycle_reduce)
+    l_cyc = cycle_loss(rec, x, cyc_w, cfg.cycle_reduce, cfg.cycle_norm)
     if idt_b is not None and idt_s is not None:
         l_idt = F.l1_loss(idt_b.float(), x.float()) + F.l1_loss(idt_s.float(), fake.float())
     elif cfg.lambda_identity > 0:
@@ -303,3 +317,50 @@ class ImagePool:
     def load_state_dict(self, state: dict[str, object], device: torch.device | str) -> None:
         self.size = int(state["size"])  # type: ignore[call-overload]
         self.images = [t.to(device) for t in state["images"]]  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------------
+# unet3d-gan (PhysicsLossConfig; docs/training.md)
+
+
+def supervised_l1(out: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Mean |out − truth| over all voxels (N, 1, Z, Y, X)."""
+    return (out.float() - truth.float()).abs().mean()
+
+
+def highpass_yx(v: torch.Tensor, sigma: float) -> torch.Tensor:
+    """v − Gaussian_σ(v) in y, x per plane, for (N, 1, Y, X) or (N, 1, Z, Y, X)."""
+    if v.dim() == 4:
+        return v - gaussian_lowpass_yx(v[:, :, None], sigma)[:, :, 0]
+    return v - gaussian_lowpass_yx(v, sigma)
+
+
+def keep_loss(out_plane: torch.Tensor, x_plane: torch.Tensor, sigma: float) -> torch.Tensor:
+    """L1 between the high-passes (σ px) of the output's and the input's sharpest plane, (N, 1, Y, X):
+    the in-focus detail of a real stack stays where (and at the depth) it is."""
+    return (highpass_yx(out_plane.float(), sigma) - highpass_yx(x_plane.float(), sigma)).abs().mean()
+
+
+def lsgan_generator(scores_fake: torch.Tensor) -> torch.Tensor:
+    """½·MSE(D(fake), 1)."""
+    s = scores_fake.float()
+    return 0.5 * ((s - 1.0) ** 2).mean()
+
+
+def lsgan_discriminator(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+    """½·[MSE(D(real), 1) + MSE(D(fake), 0)]."""
+    return 0.5 * (((scores_real.float() - 1.0) ** 2).mean() + (scores_fake.float() ** 2).mean())
+
+
+def in_slice_planes(x: torch.Tensor, half: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of x (N, 1, Z, Y, X): the sharpest plane k (variance of the Laplacian) and one plane
+    drawn uniformly from [k − half, k + half] ∩ [0, Z). Returns two int64 tensors (N,)."""
+    k = plane_sharpness(x).argmax(dim=1)
+    z = x.shape[2]
+    picks = [min(max(int(kk) + rng.randint(-half, half), 0), z - 1) for kk in k.tolist()]
+    return k, torch.tensor(picks, dtype=torch.int64, device=x.device)
+
+
+def take_planes(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Plane idx[n] of sample n of v (N, 1, Z, Y, X) → (N, 1, Y, X)."""
+    return v[torch.arange(v.shape[0], device=v.device), :, idx]

@@ -50,6 +50,9 @@ def _bundled(filename: str) -> Callable[..., Any]:
 
 # name -> (builder, one-line description). The first trained model listed is the default.
 REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
+    "unet3d-gan": (_bundled("unet3d-gan.pt"), "3D U-Net trained with physics (WFCON's recipe adapted): optical "
+                   "sections from z-scans, trained on simulated pairs then real stacks (bundled; a CPU training, "
+                   "see models/weights/README.md)"),
     "zse-gan": (_bundled("zse-gan.pt"), "ZSE-GAN generator G_S, seam-safe variant, trained on the Huron ROIs "
                 "(bundled; a 38-minute CPU training, see models/weights/README.md)"),
     "zse-gan-warmup": (_bundled("zse-gan-warmup.pt"), "the same run's G_S at step 2000, the end of the cycle "
@@ -59,6 +62,9 @@ REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
     "identity": (_identity, "returns the input unchanged (for checks)"),
 }
 
+BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup")
+"""Registry names backed by a weights file in models/weights/ (`<name>.pt`)."""
+
 DEFAULT_MODEL = "zse-gan"
 
 
@@ -66,7 +72,7 @@ def available() -> dict[str, str]:
     """Registry names whose model can be built here, with their descriptions."""
     out = {}
     for name, (_, desc) in REGISTRY.items():
-        if name.startswith("zse-gan") and not (WEIGHTS_DIR / f"{name}.pt").exists():
+        if name in BUNDLED and not (WEIGHTS_DIR / f"{name}.pt").exists():
             continue
         out[name] = desc
     return out

@@ -173,12 +173,17 @@ def train(
     progress: bool = True,
     data: RoiDataset | None = None,
 ) -> TrainResult:
-    """Train ZSE-GAN with `cfg` (device, steps, time limit from cfg.train) writing into `out_dir`.
+    """Train the method of `cfg.arch.kind` (ZSE-GAN here; "unet3d-gan" in `zse.models.train_physics`)
+    with `cfg` (device, steps, time limit from cfg.train) writing into `out_dir`.
 
     Raises:
         InputError: dataset problems; ConfigError: bad device/options; ModelError: unusable resume
         checkpoint.
     """
+    if cfg.arch.kind == "unet3d-gan":
+        from zse.models.train_physics import train_unet3d_gan
+
+        return train_unet3d_gan(cfg, out_dir, resume=resume, progress=progress, data=data)  # type: ignore[no-any-return]
     t_start = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +206,8 @@ def train(
                                split_seed=cfg.data.split_seed)
     if cfg.data.reals == "sharpest-plane":
         data = data.with_sharpest_plane_reals()
+    elif cfg.data.reals == "files-matched":
+        data = data.with_matched_reals()
     if cfg.data.to_device:
         data = data.to(device)
     val_x = data.fixed_val(device)
@@ -212,10 +219,15 @@ def train(
         m.to(device).train()
     g_s, g_b, d_s, d_b = nets["g_s"], nets["g_b"], nets["d_s"], nets["d_b"]
     oc = cfg.optim
-    opts = {
-        "g": torch.optim.Adam(itertools.chain(g_s.parameters(), g_b.parameters()), lr=oc.lr_g, betas=oc.betas, weight_decay=oc.weight_decay),
-        "d": torch.optim.Adam(itertools.chain(d_s.parameters(), d_b.parameters()), lr=oc.lr_d, betas=oc.betas, weight_decay=oc.weight_decay),
-    }
+    def adam(params: Any, lr: float) -> torch.optim.Adam:
+        return torch.optim.Adam(params, lr=lr, betas=oc.betas, weight_decay=oc.weight_decay)
+
+    if oc.separate_generators:  # one Adam per generator
+        opts = {"g_s": adam(g_s.parameters(), oc.lr_g), "g_b": adam(g_b.parameters(), oc.lr_g)}
+    else:  # the notebook: one Adam for both
+        opts = {"g": adam(itertools.chain(g_s.parameters(), g_b.parameters()), oc.lr_g)}
+    opts["d"] = adam(itertools.chain(d_s.parameters(), d_b.parameters()), oc.lr_d)
+    g_opts = [o for k, o in opts.items() if k != "d"]
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(cfg)) for k, o in opts.items()}
     pools = {"fake_s": ImagePool(lc.pool_size), "rec_b": ImagePool(lc.pool_size)}
     margin = structural_radius_yx(cfg.arch.generator)
@@ -274,7 +286,8 @@ def train(
             # ---- generators
             for p in itertools.chain(d_s.parameters(), d_b.parameters()):
                 p.requires_grad_(False)
-            opts["g"].zero_grad(set_to_none=True)
+            for o in g_opts:
+                o.zero_grad(set_to_none=True)
             with autocast():
                 fake = g_s_run(x)
                 rec = g_b_run(fake.detach() if step < lc.cycle_warmup_steps else fake)
@@ -284,7 +297,8 @@ def train(
             loss_g.backward()
             if oc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(itertools.chain(g_s.parameters(), g_b.parameters()), oc.grad_clip)
-            opts["g"].step()
+            for o in g_opts:
+                o.step()
 
             # ---- discriminators
             for p in itertools.chain(d_s.parameters(), d_b.parameters()):
@@ -308,7 +322,7 @@ def train(
             n_acc += 1
             if step % tc.log_every == 0 or step == tc.max_steps:
                 row = {k: v.item() / n_acc for k, v in acc.items()}
-                row.update(step=step, time_s=round(time.monotonic() - t_start, 2), lr_g=float(scheds["g"].get_last_lr()[0]))
+                row.update(step=step, time_s=round(time.monotonic() - t_start, 2), lr_g=float(g_opts[0].param_groups[0]["lr"]))
                 writer.writerow(row)
                 log_f.flush()
                 bar.set_postfix(g=f"{row['g_total']:.3f}", d=f"{row['d_total']:.3f}", cyc=f"{row['g_cycle']:.3f}")

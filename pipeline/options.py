@@ -16,7 +16,8 @@ DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 class EnhanceOptions(BaseModel):
     """Options of one `zse enhance` run. Fields marked (output) change the result and enter the run hash.
 
-    tile, overlap, margin: lattice in pixels (output). block: y-x side of one Dask task (changes the
+    tile, overlap, margin: lattice in pixels (output); overlap and margin None follow the model's
+        receptive radius (`zse.pipeline.run.lattice_params`). block: y-x side of one Dask task (changes the
     storage layout, not the values). batch_size: tiles per model call. device: "cpu" or "cuda[:i]".
     ngff: output version. skip_background: copy blocks/tiles without tissue through (output).
     tissue_threshold: a low-resolution pixel is tissue when darker than (1 − t)·background (output).
@@ -26,7 +27,7 @@ class EnhanceOptions(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     tile: int = Field(128, ge=8)
-    overlap: int = Field(32, ge=0)
+    overlap: int | None = Field(None, ge=0)
     margin: int | None = Field(None, ge=0)
     block: int | None = Field(None, ge=16)
     batch_size: int | None = Field(None, ge=1)
@@ -56,6 +57,6 @@ def make_options(**kwargs: object) -> EnhanceOptions:
         raise ConfigError(f"option {where}={err.get('input')!r}: {err.get('msg')}") from None
     if not (opts.device == "cpu" or opts.device.startswith("cuda")):
         raise ConfigError(f"--device {opts.device!r} is invalid; valid: cpu, cuda, cuda:N")
-    if opts.overlap >= opts.tile:
+    if opts.overlap is not None and opts.overlap >= opts.tile:
         raise ConfigError(f"--overlap {opts.overlap} must be smaller than --tile {opts.tile}")
     return opts

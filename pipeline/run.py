@@ -63,24 +63,53 @@ class RunSummary:
         ]
 
 
+DEFAULT_OVERLAP = 32
+"""Overlap (px) for a model that does not declare its receptive radius."""
+
+
+def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[int, int]:
+    """(overlap, margin) of a run: the options' values where given, else the defaults that follow the model.
+
+    A model that declares its receptive radius r (`margin_px`) gets margin = r rounded up to a multiple
+    of 4 (so tile origins keep the stride phases of networks with two stride-2 levels; checkpoints of
+    deeper networks declare a radius already aligned to their period) and overlap = 2·margin: the tiled
+    result then equals the model applied to the whole volume. Where 2·margin does not fit in the tile
+    (or the model declares nothing), overlap = the largest such value below the tile, resp. 32, and
+    margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given.
+    """
+    tile = options.tile
+    r = getattr(factory, "margin_px", None)
+    if options.overlap is not None:
+        overlap = options.overlap
+    elif r is None:
+        overlap = min(DEFAULT_OVERLAP, tile - 8)
+    else:
+        m = -(-int(r) // 4) * 4
+        overlap = min(2 * m, 8 * ((tile - 1) // 8))
+    if options.margin is not None:
+        return overlap, options.margin
+    return overlap, default_margin(factory, overlap)
+
+
 def default_margin(factory: PredictorFactory, overlap: int) -> int:
-    """The model's receptive radius when known and it fits (≤ overlap/2); else overlap/2."""
+    """The model's receptive radius (rounded up to a multiple of 4) when known and it fits (≤ overlap/2);
+    else overlap/2."""
     m = getattr(factory, "margin_px", None)
     if m is None:
         return overlap // 2
-    return min(int(m), overlap // 2)
+    return min(-(-int(m) // 4) * 4, overlap // 2)
 
 
 def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions) -> tuple[Lattice, list[Block], dict[str, Any]]:
     """Lattice, blocks and the run record for `source` with `options`."""
-    margin = options.margin if options.margin is not None else default_margin(factory, options.overlap)
+    overlap, margin = lattice_params(factory, options)
     shape_yx = source.meta.shape[-2:]
-    lattice = Lattice(shape_yx=(int(shape_yx[0]), int(shape_yx[1])), tile=options.tile, overlap=options.overlap, margin=margin)
+    lattice = Lattice(shape_yx=(int(shape_yx[0]), int(shape_yx[1])), tile=options.tile, overlap=overlap, margin=margin)
     blocks = make_blocks(lattice, options.resolved_block())
     record = run_record(
         source,
         {"name": factory.name, "checksum": factory.checksum},
-        {"tile": options.tile, "overlap": options.overlap, "margin": margin, "block": options.resolved_block(),
+        {"tile": options.tile, "overlap": overlap, "margin": margin, "block": options.resolved_block(),
          "ngff": options.ngff, "skip_background": options.skip_background,
          "tissue_threshold": options.tissue_threshold if options.skip_background else None},
     )

@@ -1,7 +1,9 @@
 """`zse demo`: synthesise a small slide, enhance it on a local Dask cluster, write the pyramid and a picture.
 
-Fits a few minutes on 2 CPU cores. Uses the best model this installation has (the bundled trained
-ZSE-GAN generator; rl-deconv where the weights are missing).
+Fits a few minutes on 2 CPU cores. Uses the best model this installation has (the registry's default
+trained model; rl-deconv where the weights are missing). Writes orthoview.png (input, output and the
+optical-section truth as columns, z stretched to its physical size) and planes.png (per-plane SSIM to
+the truth and focus curves), and prints the SSIM to the truth of input and output.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ import numpy as np
 @click.option("--workers", type=int, default=1, show_default=True, help="Dask worker processes of the local cluster.")
 def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, workers: int) -> None:
     """Synthesise, enhance and show: the end-to-end job on built-in synthetic data."""
+    from zse.models import metrics as M
+    from zse.models.phantom import BLUR_PRESETS
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
     from zse.workflows.cluster import open_client, task_resources
     from zse.workflows.enhance import check_device
-    from zse.workflows.report import plot_orthoviews
+    from zse.workflows.report import plot_orthoview_columns, plot_plane_curves
     from zse.workflows.synth import parse_shape, write_synth
 
     t0 = time.perf_counter()
@@ -50,12 +54,12 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
                               resources=task_resources(client), provenance={"command": "zse demo"})
     for line in summary.lines():
         click.echo(f"    {line}", err=True)
-    x = source.levels[0]
-    y = open_image(enhanced).levels[0]
-    g = open_image(truth).levels[0]
+    x = np.asarray(source.levels[0][:])
+    y = np.asarray(open_image(enhanced).levels[0][:])
+    g = np.asarray(open_image(truth).levels[0][:])
     z, h, w = x.shape
     # the 256×256 window with the most tissue (darkest mean of the middle plane)
-    mid = np.asarray(x[z // 2, ::8, ::8], dtype=np.float32)
+    mid = x[z // 2, ::8, ::8].astype(np.float32)
     win = 32
     best = min(((i, j) for i in range(0, max(1, mid.shape[0] - win + 1), 4) for j in range(0, max(1, mid.shape[1] - win + 1), 4)),
                key=lambda ij: float(mid[ij[0] : ij[0] + win, ij[1] : ij[1] + win].mean()))
@@ -63,7 +67,18 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     xs = slice(best[1] * 8, min(w, best[1] * 8 + 256))
     png = out_dir / "orthoview.png"
     vmax = float(np.iinfo(np.dtype(x.dtype)).max)
-    plot_orthoviews(png, {"input": np.asarray(x[:, ys, xs]), model_spec: np.asarray(y[:, ys, xs]), "truth": np.asarray(g[:, ys, xs])},
-                    focal=z // 2, vmax=vmax, title=f"zse demo: input vs {model_spec} vs synthetic truth (rows); xy focal/outer planes, xz, yz")
-    click.echo(f"3/3 picture: {png}", err=True)
+    z_aspect = BLUR_PRESETS["huron"][1]  # the slide's focal step in the sample (µm) over its 1 µm pixel
+    plot_orthoview_columns(png, {"input": x[:, ys, xs], model_spec: y[:, ys, xs], "truth": g[:, ys, xs]}, focal=z // 2,
+                           z_aspect=z_aspect, vmax=vmax,
+                           title=f"zse demo: input, {model_spec}, optical-section truth (columns); z stretched to µm")
+    s_in, s_out = M.synthetic_scores(x, g), M.synthetic_scores(y, g)
+    curves_png = out_dir / "planes.png"
+    plot_plane_curves(curves_png, {
+        "SSIM to the truth (tissue planes)": {"input": s_in["ssim_per_plane"], model_spec: s_out["ssim_per_plane"]},
+        "focus measure (mean gradient)": {"input": M.focus_curve(x), model_spec: M.focus_curve(y), "truth": M.focus_curve(g)},
+    }, title="per plane: closeness to the truth and sharpness")
+    click.echo(f"3/3 pictures: {png}, {curves_png}", err=True)
+    click.echo(f"SSIM to the optical-section truth, input -> {model_spec}: in-slice planes {s_in['ssim_planes']:.3f} -> "
+               f"{s_out['ssim_planes']:.3f}; xz sections {s_in['ssim_xz']:.3f} -> {s_out['ssim_xz']:.3f}; "
+               f"yz sections {s_in['ssim_yz']:.3f} -> {s_out['ssim_yz']:.3f}", err=True)
     click.echo(f"done in {time.perf_counter() - t0:.0f} s. Inspect with: zse info {enhanced}", err=True)

@@ -26,7 +26,7 @@ def check_device(device: str) -> None:
 @click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--model", "model", default=None, help="Registry name (see `zse models`), zse checkpoint (.pt) or exported program (.pt2). Default: the best bundled model.")
 @click.option("--tile", default=128, show_default=True, help="Tile side in pixels (y, x); tiles span all z planes.")
-@click.option("--overlap", default=32, show_default=True, help="Pixels shared by neighbouring tiles.")
+@click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles (default: twice the model's receptive radius, rounded up to a multiple of 8, so the tiled result equals the untiled one; 32 for a model that does not declare its radius).")
 @click.option("--margin", type=int, default=None, help="Zero-weight pixels at each tile edge (default: the model's receptive radius, at most overlap/2).")
 @click.option("--block", type=int, default=None, help="y-x side of one Dask task and output shard (default 1024 on CPU, 2048 on GPU).")
 @click.option("--batch-size", type=int, default=None, help="Tiles per model call (default 4 on CPU, 16 on GPU; halves itself on GPU out-of-memory).")
@@ -42,14 +42,14 @@ def check_device(device: str) -> None:
 @click.option("--section-id", default=None, help="Section identifier recorded in the output (default: the input's, if it has one).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cluster_options
-def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int, margin: int | None,
+def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int | None, margin: int | None,
             block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
             overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
     from zse.pipeline.options import make_options
-    from zse.pipeline.run import run_enhance
+    from zse.pipeline.run import lattice_params, run_enhance
 
     opts = make_options(tile=tile, overlap=overlap, margin=margin, block=block, batch_size=batch_size, device=device,
                         ngff=ngff, skip_background=skip_background, tissue_threshold=tissue_threshold)
@@ -67,11 +67,11 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
                               f"but this run gives {want} (Z from the input, --tile {tile}); match --tile (and the plane count) "
                               "or export the model with dynamic spatial dimensions")
     rf = getattr(factory, "margin_px", None)
-    margin_used = opts.margin if opts.margin is not None else min(rf if rf is not None else overlap // 2, overlap // 2)
+    overlap_used, margin_used = lattice_params(factory, opts)
     if rf is not None and margin_used < rf:
         click.echo(f"zse: note: model {factory.name} has a receptive radius of {rf} px but the blending margin is "
-                   f"{margin_used} px (at most overlap/2); tiles then agree only approximately. For an exact tiling use "
-                   f"--overlap {2 * rf} (more tiles per area).", err=True)
+                   f"{margin_used} px (at most overlap/2 = {overlap_used // 2}); tiles then agree only approximately. "
+                   f"The default overlap is exact: leave --overlap and --margin out.", err=True)
     provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
     if workers == 0:
         summary = run_enhance(source, output_path, factory, opts, client=None, resume=resume, overwrite=overwrite,

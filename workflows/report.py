@@ -200,6 +200,65 @@ def plot_orthoviews(
     return path
 
 
+def plot_orthoview_columns(
+    path: Path,
+    volumes: Mapping[str, np.ndarray],
+    focal: int,
+    *,
+    z_aspect: float = 1.0,
+    vmax: float = 255.0,
+    title: str = "",
+) -> Path:
+    """One column per volume (Z, Y, X) (e.g. input, output, truth), rows: xy at the in-focus plane, xy at
+    plane 0 (above the tissue), the xz section at the centre row and the yz section at the centre
+    column, with z stretched by `z_aspect` (z step / pixel, µm/µm) so vertical sections have their
+    physical proportions."""
+    plt = _plt()
+    names = list(volumes)
+    first = np.asarray(volumes[names[0]])
+    nz, ny, nx = first.shape
+    hz = nz * z_aspect
+    fig, axes = plt.subplots(4, len(names), figsize=(3.4 * len(names), 3.4 * (2 + 2 * hz / max(ny, nx)) + 0.8),
+                             squeeze=False, gridspec_kw={"height_ratios": [1, 1, hz / ny, hz / nx]})
+    for c, name in enumerate(names):
+        v = np.asarray(volumes[name])
+        views = [(v[focal], f"xy z={focal} (in focus)", 1.0), (v[0], "xy z=0 (above the tissue)", 1.0),
+                 (v[:, ny // 2, :], f"xz y={ny // 2} (z ×{z_aspect:g})", z_aspect),
+                 (v[:, :, nx // 2], f"yz x={nx // 2} (z ×{z_aspect:g})", z_aspect)]
+        for r, (img, lab, aspect) in enumerate(views):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
+            ax.set_title(f"{name}: {lab}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=72, **_SAVE)
+    plt.close(fig)
+    return path
+
+
+def plot_plane_curves(path: Path, curves: Mapping[str, Mapping[str, Any]], *, title: str = "") -> Path:
+    """Side-by-side per-plane curves: `curves` = {panel title: {label: sequence over planes}} (NaN gaps allowed)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.3), squeeze=False)
+    for ax, (panel, series) in zip(axes[0], curves.items(), strict=True):
+        for label, values in series.items():
+            ax.plot(np.asarray(values, dtype=float), marker=".", label=label)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("plane (0-based)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, **_SAVE)
+    plt.close(fig)
+    return path
+
+
 def _summary_rows(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for k, v in d.items():

@@ -3,6 +3,7 @@
 2D metrics take (Y, X) planes or vertical sections (Z, X)/(Z, Y); stack helpers take (Z, Y, X).
 """
 
+from .faithful import empty_planes, nearest_focus_copy, real_scores, synthetic_scores, tissue_planes
 from .focus import (
     FM_T_MATCHED,
     FM_T_PAPER,
@@ -26,6 +27,11 @@ __all__ = [
     "SpectralCoverage",
     "average_gradient",
     "delta_dom",
+    "empty_planes",
+    "nearest_focus_copy",
+    "real_scores",
+    "synthetic_scores",
+    "tissue_planes",
     "entropy",
     "fm",
     "focal_plane",

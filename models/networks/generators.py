@@ -51,7 +51,7 @@ class PadConv3d(nn.Module):
         c_in: int,
         c_out: int,
         kernel: Triple | int,
-        stride: int = 1,
+        stride: Triple | int = 1,
         padding: Triple | int | None = None,
         padding_z: str = "zeros",
         padding_yx: str = "zeros",
@@ -243,26 +243,38 @@ def receptive_radius_yx(module: nn.Module, z: int = 29, size: int = 160) -> int:
 def structural_radius_yx(cfg: GeneratorConfig, z: int = 5, size: int | None = None) -> int:
     """Receptive-field radius in y, x of the architecture `cfg` (pixels), independent of weights.
 
-    A narrow copy (widths 2, no normalisation) with all weights positive and zero biases is
-    fed 16 unit impulses (all phases of the two stride-2 levels, one batch): every activation is
-    ≥ 0, so the support of each response is exactly the structural receptive field (ReLUs never
-    hide a path); the radius is the farthest response from its impulse. z = 5 works for both
-    upsampling kinds (5 → 3 → 2 → 4 → 8 → 5 on the notebook's transposed path) and is cheap. For
+    See `impulse_radius_yx`; the probe is a copy with widths 2 and no normalisation. z = 5 works for
+    both upsampling kinds (5 → 3 → 2 → 4 → 8 → 5 on the notebook's transposed path) and is cheap. For
     instance-normalised models the true dependence is the whole tile (per-tile statistics); this is
     the radius of the convolution path.
     """
     probe_cfg = cfg.model_copy(update={"widths": (2, 2, 2), "norm": "none", "res_norm": "none"})
-    g = Generator3D(probe_cfg).eval()
+    bound = cfg.in_kernel[1] // 2 + 3 + 8 * cfg.n_res + 12 + cfg.out_kernel[1] // 2
+    return impulse_radius_yx(Generator3D(probe_cfg), levels=2, z=z, bound=bound, size=size)
+
+
+def impulse_radius_yx(probe: nn.Module, *, levels: int, z: int = 5, bound: int = 64, size: int | None = None) -> int:
+    """Structural receptive-field radius in y, x (pixels) of a narrow, un-normalised copy `probe` of a
+    network with `levels` stride-2 down-sampling levels.
+
+    All conv weights are set positive and biases zero, then unit impulses at every stride phase in y
+    (x fixed) and in x (y fixed) go through in one batch: every activation is ≥ 0, so the support of
+    each response is exactly the structural receptive field (no path cancels or is cut by a ReLU);
+    the radius is the farthest response from its impulse. `bound` is a guess of the radius; the probe
+    doubles its field until the response fits.
+    """
+    g = probe.eval()
     with torch.no_grad():
         for m in g.modules():
             if isinstance(m, nn.Conv3d | nn.ConvTranspose3d):
                 m.weight.fill_(1.0 / m.weight[0].numel())
                 if m.bias is not None:
                     m.bias.zero_()
-    if size is None:  # an upper bound of the radius, doubled, plus room
-        bound = cfg.in_kernel[1] // 2 + 3 + 8 * cfg.n_res + 12 + cfg.out_kernel[1] // 2
-        size = 4 * ((2 * bound + 16) // 4)
-    pos = _probe_positions(size)
+    period = 2 ** levels
+    if size is None:
+        size = period * ((2 * bound + 16) // period + 1)
+    c = size // 2
+    pos = [(c + p, c) for p in range(period)] + [(c, c + p) for p in range(1, period)]
     x = torch.zeros((len(pos), 1, z, size, size))
     for n, (py, px) in enumerate(pos):
         x[n, 0, z // 2, py, px] = 1.0
@@ -273,5 +285,5 @@ def structural_radius_yx(cfg: GeneratorConfig, z: int = 5, size: int | None = No
         nz = torch.nonzero(y[n, 0].abs().sum(dim=0) > 0)
         radius = max(radius, int((nz[:, 0] - py).abs().max()), int((nz[:, 1] - px).abs().max()))
     if radius >= size // 2 - 4:
-        return structural_radius_yx(cfg, z, 2 * size)
+        return impulse_radius_yx(g, levels=levels, z=z, bound=bound, size=2 * size)
     return radius

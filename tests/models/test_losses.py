@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from zse.errors import ConfigError
 from zse.models.config import LossConfig, WeightSpec
 from zse.models.losses import (
     Draws,
@@ -60,6 +61,22 @@ def test_cycle_max_and_mean() -> None:
     w = torch.tensor([3.0, 1.0, 2.0])
     assert cycle_loss(rec, x, w, "max").item() == pytest.approx(0.8)  # max(0.3, 0.2, 0.8)
     assert cycle_loss(rec, x, w, "mean").item() == pytest.approx((0.3 + 0.2 + 0.8) / 3)
+
+
+def test_cycle_l2_and_charbonnier_by_hand() -> None:
+    x = torch.zeros(1, 1, 3, 4, 4)
+    rec = torch.stack([torch.full((4, 4), v) for v in (0.1, 0.2, 0.4)])[None, None]
+    w = torch.tensor([3.0, 1.0, 2.0])
+    assert cycle_loss(rec, x, w, "mean", "l2").item() == pytest.approx((3 * 0.01 + 0.04 + 2 * 0.16) / 3)
+    eps = 1e-3
+    ch = [math.sqrt(v * v + eps * eps) - eps for v in (0.1, 0.2, 0.4)]
+    assert cycle_loss(rec, x, w, "max", "charbonnier").item() == pytest.approx(max(3 * ch[0], ch[1], 2 * ch[2]), rel=1e-5)
+    # smooth at the identity: the gradient at rec = x is 0 (L1's subgradient there is ±w)
+    r0 = x.clone().requires_grad_(True)
+    cycle_loss(r0, x, w, "mean", "charbonnier").backward()
+    assert r0.grad is not None and float(r0.grad.abs().max()) == 0.0
+    with pytest.raises(ConfigError, match="cycle norm"):
+        cycle_loss(rec, x, w, "mean", "huber")
 
 
 def test_section_orientation() -> None:

@@ -122,14 +122,20 @@ def test_smoke_training_loss_falls_and_checkpoint_round_trips(tmp_path: Path) ->
 
 CPU_VARIANT = ({"cycle_warmup_steps": 9, "lambda_identity": 0.0, "fidelity_norm": "l2", "lambda_fidelity": 1.0},
                {"reals": "sharpest-plane"})
+OPTIONS_VARIANT = ({"cycle_norm": "charbonnier", "lambda_identity": 0.0}, {"reals": "files-matched"})
 
 
-@pytest.mark.parametrize(("loss", "data_kw"), [(None, None), CPU_VARIANT], ids=["notebook", "zse-gan-cpu-losses"])
+@pytest.mark.parametrize(("loss", "data_kw"), [(None, None), CPU_VARIANT, OPTIONS_VARIANT],
+                         ids=["notebook", "zse-gan-cpu-losses", "issue-11-options"])
 def test_resume_equals_uninterrupted(tmp_path: Path, loss: dict | None, data_kw: dict | None) -> None:
     root = make_dataset(tmp_path / "d")
     straight = train(tiny_config(root, loss, data_kw, max_steps=12, ckpt_every=6), tmp_path / "a", progress=False)
     train(tiny_config(root, loss, data_kw, max_steps=6), tmp_path / "b", progress=False)
     resumed = train(tiny_config(root, loss, data_kw, max_steps=12), tmp_path / "b", resume=True, progress=False)
+    if data_kw and data_kw.get("reals") == "files-matched":  # the same run with one Adam per generator
+        sep = tiny_config(root, loss, data_kw, max_steps=12)
+        sep = sep.model_copy(update={"optim": sep.optim.model_copy(update={"separate_generators": True})})
+        assert set(load_checkpoint(train(sep, tmp_path / "c", progress=False).last_checkpoint)["optim"]) == {"g_s", "g_b", "d"}
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     assert a["step"] == b["step"] == 12
     for net in ("g_s", "g_b", "d_s", "d_b"):
@@ -193,3 +199,15 @@ def test_cycle_warmup_keeps_cycle_gradient_off_g_s(tmp_path: Path) -> None:
     b = train(tiny_config(root, loss, max_steps=5), tmp_path / "w", resume=True, progress=False)
     g1 = load_checkpoint(b.last_checkpoint)["state"]["g_s"]
     assert any(not torch.equal(g1[k], init[k]) for k in init)
+
+
+def test_files_matched_reals_take_the_stacks_brightness(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d")
+    ds = RoiDataset.load(root, z_planes=Z, val_fraction=0.2)
+    bright = RoiDataset(ds.blurred, ds.val, (ds.sharp2d.int() // 2 + 120).to(torch.uint8), ds.sharp29, ds.dtype,
+                        ds.train_names, ds.val_names)
+    ref = bright.with_sharpest_plane_reals().sharp2d.float()
+    m = bright.with_matched_reals()
+    assert abs(float(m.sharp2d.float().mean()) - float(ref.mean())) < 1.0
+    assert abs(float(m.sharp2d.float().std()) - float(ref.std())) < 1.0
+    assert m.sharp2d.shape == bright.sharp2d.shape and m.sharp29.shape == bright.sharp29.shape
