@@ -82,8 +82,7 @@ class PairSynthesiser:
         if content is not None and (content.shape[1] < self.win or content.shape[2] < self.win):
             raise InputError(f"in-focus content is {content.shape[1]}×{content.shape[2]} px; crop {crop} needs ≥ {self.win}")
         self.content = None if content is None else torch.from_numpy(np.ascontiguousarray(content)).to(self.device)
-        if self.content is not None:  # I0 of the content: its bright background
-            self.content_i0 = float(np.percentile(content[:, ::4, ::4], 99.5))
+        self.content_i0 = 0.0 if content is None else float(np.percentile(content[:, ::4, ::4], 99.5))  # its background
         if cfg.phantom_side < self.win:
             raise InputError(f"phantom_side {cfg.phantom_side} is smaller than the imaged window {self.win}")
         self.lz = self._fast(2 * self.z - 1)

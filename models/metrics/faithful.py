@@ -102,7 +102,7 @@ def real_scores(y: np.ndarray, x: np.ndarray, *, section_step: int = 8, fm_t: fl
         "pearson_focal": pearson(yf[k], xf[k]),
         "lowpass_corr": pearson(ndimage.gaussian_filter(yf[k], 4.0), ndimage.gaussian_filter(xf[k], 4.0)),
         "noise_ratio": noise_sigma_immerkaer(yf) / max(sx, 1e-9),
-        "fm_sections_ratio": float(np.mean([fm(s, fm_t) for s in ysec]) / max(np.mean([fm(s, fm_t) for s in xsec]), 1e-12)),
+        "fm_sections_ratio": float(np.mean([fm(s, fm_t) for s in ysec])) / max(float(np.mean([fm(s, fm_t) for s in xsec])), 1e-12),
         "axial_coverage_ratio": cov_y / max(cov_x, 1e-12),
         "fm_per_plane": fm_y.tolist(),
         "fm_outer_over_focus": float(fm_y[outer].mean() / max(fm_y[k], 1e-12)),

@@ -72,8 +72,8 @@ class UNet3D(nn.Module):
             self.decs.append(LevelBlock(c_in, w[lvl], cfg))
         self.conv_out = nn.Conv3d(w[0], 1, 1)
         if cfg.global_residual:  # the untrained network is the identity
-            nn.init.zeros_(self.conv_out.weight)
-            nn.init.zeros_(self.conv_out.bias)
+            for p in self.conv_out.parameters():
+                nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.enc0(x)

@@ -21,7 +21,7 @@ from torch import nn
 from zse.errors import ModelError
 
 # VGG-19 configuration "E": channels, "M" = max-pool
-_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 # index (in torchvision's `features` Sequential) of the ReLU that ends each named layer
 LAYER_END = {"relu1_2": 3, "relu2_2": 8, "relu3_4": 17}
 _MEAN = (0.485, 0.456, 0.406)
@@ -35,11 +35,11 @@ def vgg19_trunk(layer: str = "relu2_2") -> nn.Sequential:
     mods: list[nn.Module] = []
     c = 3
     for v in _CFG:
-        if v == "M":
+        if isinstance(v, str):  # "M"
             mods.append(nn.MaxPool2d(2, 2))
         else:
-            mods += [nn.Conv2d(c, int(v), 3, padding=1), nn.ReLU(inplace=False)]
-            c = int(v)
+            mods += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
+            c = v
         if len(mods) > LAYER_END[layer]:
             break
     return nn.Sequential(*mods[: LAYER_END[layer] + 1])

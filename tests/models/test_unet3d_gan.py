@@ -151,7 +151,7 @@ def test_vgg_loss_without_weights_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def tiny_unet_config(data: Path, **train_kw: object) -> object:
-    t = {"max_steps": 30, "log_every": 5, "image_every": 15, "ckpt_every": 1000, "seed": 0, "batch_size": 2}
+    t = {"max_steps": 30, "log_every": 5, "image_every": 15, "ckpt_every": 1000, "seed": 0, "batch_size": 2, "tile_yx": 16}
     t.update(train_kw)
     return config_from_dict({
         "name": "tiny-unet",
@@ -187,6 +187,15 @@ def test_tiny_cpu_training_supervised_loss_falls_and_checkpoint_describes_itself
     f = CheckpointFactory(res.inference_checkpoint)
     x = torch.rand(1, 1, Z, 16, 16) * 2 - 1
     assert f.build("cpu")(x).shape == x.shape
+    # the same machinery as ZSE-GAN: `zse export` to a PyTorch program, equal to the checkpoint
+    from zse.models.export import ExportedProgramFactory, export_checkpoint
+
+    pt2 = export_checkpoint(res.last_checkpoint, tmp_path / "unet.pt2")
+    ef = ExportedProgramFactory(pt2)
+    assert ef.margin_px == ck["margin_px"]
+    for n in (1, 2):
+        xb = torch.rand(n, 1, Z, 16, 16) * 2 - 1
+        torch.testing.assert_close(ef.build("cpu")(xb), f.build("cpu")(xb), atol=1e-5, rtol=1e-5)
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:

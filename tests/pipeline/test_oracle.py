@@ -180,3 +180,52 @@ def test_background_skipping_is_block_size_independent_and_copies_background(tmp
     # far from the tissue the input is copied through unchanged; on the tissue the model ran
     np.testing.assert_array_equal(outs[0][:, :, :64], vol[:, :, :64])
     assert not np.array_equal(outs[0][:, 40:120, 150:230], vol[:, 40:120, 150:230])
+
+
+@dataclass(frozen=True)
+class StridedUNetFactory:
+    """A seam-safe unet3d-gan network (two stride-2 levels, reflect padding, random weights) declaring its
+    receptive radius rounded up to the stride period, as a trained checkpoint does."""
+
+    name: str = "strided-unet"
+    checksum: str = hashlib.sha256(b"strided-unet").hexdigest()
+    margin_px: int | None = None
+
+    def net(self) -> torch.nn.Module:
+        from zse.models.config import UNetConfig
+        from zse.models.networks.unet3d import UNet3D
+
+        torch.manual_seed(11)
+        g = UNet3D(UNetConfig(widths=(2, 3, 4), convs=1))
+        with torch.no_grad():
+            torch.nn.init.normal_(g.conv_out.weight, std=0.3)  # zero at initialisation (global residual)
+        return g.eval()
+
+    def build(self, device: str):
+        net = self.net().to(device)
+        return lambda x: net(x)
+
+
+def test_default_lattice_is_exact_for_a_strided_unet(tmp_path: Path) -> None:
+    """With the defaults (overlap and margin from the declared radius) the tiled run of a network with
+    stride-2 levels equals the network applied once to the reflect-padded whole volume, within 1 LSB."""
+    from zse.models.config import ArchConfig, UNetConfig
+    from zse.models.networks import enhancer_radius_yx
+    from zse.pipeline.run import lattice_params
+
+    radius = enhancer_radius_yx(ArchConfig(kind="unet3d-gan", unet=UNetConfig(widths=(2, 3, 4), convs=1)))
+    factory = StridedUNetFactory(margin_px=-(-radius // 4) * 4)
+    opts = make_options(tile=64, block=128, skip_background=False, batch_size=4)
+    overlap, margin = lattice_params(factory, opts)
+    assert margin == factory.margin_px and overlap == 2 * margin and (64 - overlap) % 4 == 0
+    path, vol = _slide(tmp_path, shape=(7, 136, 120), seed=6)
+    run_enhance(open_image(path), tmp_path / "out.ome.zarr", factory, opts, progress=False)
+    got = zarr.open_array(str(tmp_path / "out.ome.zarr" / "0"))[...]
+    ref_f = whole_volume_reference(vol.astype(np.float32) / 127.5 - 1.0, factory.net(), pad=margin)
+    ref = np.clip(np.round((ref_f + 1.0) * 127.5), 0, 255)
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    # the oracle can fail: a margin below the radius (explicit overlap) breaks the equality
+    run_enhance(open_image(path), tmp_path / "small.ome.zarr", factory, make_options(tile=64, overlap=8, block=128,
+                skip_background=False), progress=False)
+    small = zarr.open_array(str(tmp_path / "small.ome.zarr" / "0"))[...]
+    assert np.abs(small.astype(int) - ref.astype(int)).max() > 1
