@@ -15,7 +15,8 @@ Parts:
    0.93: a microscopist's PSF is never exact), re-images its estimate to the same optical-section truth,
    and has its iteration count tuned per PSF on seed 50 by the in-slice SSIM.
 2. real — the 36 held-out Huron ROIs (`split_names(trainB, 0.2, seed 0)[1]`, never trained on):
-   `real_scores` (noise, focal-plane structure, contrast, vertical-section FM and axial coverage) and
+   `real_scores` (noise, focal-plane structure, contrast, vertical-section FM and axial coverage;
+   Richardson–Lucy with NA 0.75 / 1.4 µm, the huron match, at `REAL_RL_ITERATIONS`) and
    the focus curve, with the nearest-in-focus-plane copy beside the paper's flat-FM claim.
 3. tiling — the 36 ROIs laid out 6 × 6 as one 29 × 768 × 768 slide, enhanced through `run_enhance`
    at the default settings (tile 128, overlap and margin from the model), against the model applied
@@ -56,7 +57,9 @@ SHAPE = (29, 256, 256)
 SEEDS = (0, 1, 2)
 TUNE_SEED = 50
 PSFS = {"NA 0.75, step 1.4 µm (huron)": (0.75, 1.4), "NA 0.65, step 1.5 µm": (0.65, 1.5)}
-RL_ITERATIONS = (20, 40, 80, 160)
+RL_ITERATIONS = (20, 40, 80, 160, 320, 640, 1000)  # 1000: the rl-deconv maximum
+REAL_RL_ITERATIONS = 320  # on the 36 real ROIs (huron-like blur, NA 0.75 / 1.4 µm); more costs ~1 min per ROI
+CACHE_VERSION = 1  # raise when the phantom, the truth or a method changes without changing its checksum
 TARGETS = {"synth_vs_input": 0.10, "synth_vs_rl": 0.03, "noise": 1.2, "pearson": 0.75, "sections": 1.3, "tiling": 1.0}
 
 
@@ -130,11 +133,11 @@ def models_to_run(extra: list[str]) -> list[tuple[str, Any]]:
 def synthetic_part(cache: Cache, models: list[tuple[str, Any]]) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for label, (na, dz) in PSFS.items():
-        tag = f"na{na}_dz{dz}"
+        tag = f"v{CACHE_VERSION}_{'x'.join(map(str, SHAPE))}_na{na}_dz{dz}"
         xt, gtt = synthesize(SHAPE, TUNE_SEED, na=na, z_step_um=dz)
         sweep = {}
         for it in RL_ITERATIONS:
-            y = cache.volume(f"synth_tune_{tag}_rl{it}", partial(rl_apply, xt, na, dz, it))
+            y = cache.volume(f"synth_tune_{tag}_rl-{rl_factory(na, dz, it).checksum[:12]}", partial(rl_apply, xt, na, dz, it))
             sweep[it] = M.synthetic_scores(y, gtt)["ssim_planes"]
             log(f"tune RL {label}: {it} iterations, in-slice SSIM {sweep[it]:.4f}")
         best_it = max(sweep, key=lambda k: sweep[k])
@@ -145,7 +148,8 @@ def synthetic_part(cache: Cache, models: list[tuple[str, Any]]) -> dict[str, Any
         }
         for name, f in models:
             methods[name] = lambda x, f=f: apply_whole(x, f.build("cpu"))
-        keys = {"input": "input", "nearest-focus copy": "copy", f"rl-deconv ({best_it} it.)": f"rl{best_it}",
+        keys = {"input": "input", "nearest-focus copy": "copy",
+                f"rl-deconv ({best_it} it.)": f"rl-{rl_factory(na, dz, best_it).checksum[:12]}",
                 **{name: f"{name}-{f.checksum[:12]}" for name, f in models}}
         rows: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
         for seed in SEEDS:
@@ -167,18 +171,20 @@ def synthetic_part(cache: Cache, models: list[tuple[str, Any]]) -> dict[str, Any
 def real_part(cache: Cache, models: list[tuple[str, Any]]) -> dict[str, Any]:
     names = split_names(sorted(p.name for p in (HURON / "trainB").glob("*.npz")), 0.2, 0)[1]
     rois = [load_npz_stack(HURON / "trainB" / n) for n in names]
-    rl = RLDeconvFactory(na=0.75, z_step_um=1.4, iterations=80, target="optical-section", target_section_um=20.0)
+    rl = RLDeconvFactory(na=0.75, z_step_um=1.4, iterations=REAL_RL_ITERATIONS, target="optical-section",
+                         target_section_um=20.0)
     methods: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
         "input": ("input", lambda x: x),
         "nearest-focus copy": ("copy", M.nearest_focus_copy),
-        "rl-deconv (80 it.)": (f"rl-{rl.checksum[:12]}", lambda x: apply_whole(x, rl.build("cpu"))),
+        f"rl-deconv ({REAL_RL_ITERATIONS} it.)": (f"rl-{rl.checksum[:12]}", lambda x: apply_whole(x, rl.build("cpu"))),
     }
     for name, f in models:
         methods[name] = (f"{name}-{f.checksum[:12]}", lambda x, f=f: apply_whole(x, f.build("cpu")))
     out: dict[str, Any] = {"names": names, "rows": {}, "example": {}}
     for m, (key, fn) in methods.items():
         t0 = time.perf_counter()
-        ys = [cache.volume(f"real_{n.removesuffix('.npz')}_{key}", lambda fn=fn, x=x: fn(x)) for n, x in zip(names, rois, strict=True)]
+        ys = [cache.volume(f"real_v{CACHE_VERSION}_{n.removesuffix('.npz')}_{key}", lambda fn=fn, x=x: fn(x))
+              for n, x in zip(names, rois, strict=True)]
         out["rows"][m] = [M.real_scores(y, x) for y, x in zip(ys, rois, strict=True)]
         out["example"][m] = ys[0]
         log(f"real {m}: {len(ys)} ROIs ({time.perf_counter() - t0:.1f} s)")
@@ -194,6 +200,7 @@ def tiling_part(cache: Cache, rois: list[np.ndarray], models: list[tuple[str, An
     from zse.pipeline.write import write_volume
 
     n = int(np.sqrt(len(rois)))
+    ny = nx = n * rois[0].shape[-1]
     mosaic = np.concatenate([np.concatenate(rois[r * n : r * n + n], axis=2) for r in range(n)], axis=1)
     src = work / f"mosaic{n}.ome.zarr"
     if not (src / "zarr.json").exists():
@@ -210,10 +217,10 @@ def tiling_part(cache: Cache, rois: list[np.ndarray], models: list[tuple[str, An
             return np.asarray(open_image(dst).levels[0][:])
 
         t0 = time.perf_counter()
-        a = cache.volume(f"mosaic_tiled_{name}-{f.checksum[:12]}", tiled)
-        b = cache.volume(f"mosaic_whole_{name}-{f.checksum[:12]}-p{margin}",
+        a = cache.volume(f"mosaic{n}_tiled_{name}-{f.checksum[:12]}-o{overlap}m{margin}", tiled)
+        b = cache.volume(f"mosaic{n}_whole_{name}-{f.checksum[:12]}-p{margin}",
                          lambda f=f, m=margin: apply_whole(np.pad(mosaic, ((0, 0), (m, m), (m, m)), mode="reflect"),
-                                                           f.build("cpu"))[:, m:-m, m:-m])
+                                                           f.build("cpu"))[:, m : m + ny, m : m + nx])
         d = np.abs(a.astype(np.int32) - b.astype(np.int32))
         out[name] = {"overlap": overlap, "margin": margin, "max": int(d.max()), "mean": float(d.mean()),
                      "p999": float(np.percentile(d, 99.9))}
@@ -279,6 +286,8 @@ def figures(synth: dict[str, Any], real: dict[str, Any], figdir: Path) -> list[s
         made.append(name)
     # real: views of the first held-out ROI, and the mean FM curves
     ex = real["example"]
+    if "_x" not in ex:
+        return made
     cols = ["_x", *[m for m in ex if m not in ("_x", "input")]]
     x = ex["_x"]
     k = int(np.argmax(M.focus_curve(x)))
@@ -311,6 +320,31 @@ def figures(synth: dict[str, Any], real: dict[str, Any], figdir: Path) -> list[s
     plt.close(fig)
     made.append("real_fm_planes.png")
     return made
+
+
+def ranking(synth: dict[str, Any], real: dict[str, Any]) -> list[str]:
+    """The rule that picks the registry's default: among the trained models that stay faithful on the real
+    ROIs — focal plane's structure kept (Pearson ≥ 0.75), contrast never inverted (every ROI's low-pass
+    corr. > 0), noise not amplified (σ ratio ≤ 1.2) — the highest mean synthetic SSIM (in-slice planes,
+    xz, yz; both PSFs)."""
+    labels = [p for p in PSFS if p in synth]
+    trained = [m for m in real["rows"] if m not in ("input", "nearest-focus copy") and not m.startswith("rl-deconv")]
+    rows, scores = [], {}
+    for m in trained:
+        syn = float(np.mean([_mean(synth[p]["rows"][m], c) for p in labels for c in ("ssim_planes", "ssim_xz", "ssim_yz")]))
+        r = real["rows"][m]
+        ok = (_mean(r, "pearson_focal") >= TARGETS["pearson"] and min(x["lowpass_corr"] for x in r) > 0
+              and _mean(r, "noise_ratio") <= TARGETS["noise"])
+        scores[m] = syn if ok else -1.0
+        rows.append([m, f"{syn:.3f}", f"{_mean(r, 'pearson_focal'):.3f}", f"{min(x['lowpass_corr'] for x in r):.3f}",
+                     f"{_mean(r, 'noise_ratio'):.2f}", "yes" if ok else "no"])
+    rows.sort(key=lambda row: -scores[row[0]])
+    best = rows[0][0] if rows else "–"
+    return ["### Ranking (the registry's default)", "",
+            "Trained models that stay faithful on the real ROIs (Pearson focal ≥ 0.75, no contrast inversion, noise σ ratio "
+            "≤ 1.2), ranked by the mean synthetic SSIM (in-slice planes, xz, yz; both PSFs):", "",
+            md_table(["model", "mean synthetic SSIM", "Pearson focal", "min low-pass corr.", "noise σ ratio", "eligible"], rows), "",
+            f"Best: `{best}`.", ""]
 
 
 def render(synth: dict[str, Any], real: dict[str, Any], tiling: dict[str, Any], figs: list[str], argv: list[str],
@@ -351,6 +385,8 @@ def render(synth: dict[str, Any], real: dict[str, Any], tiling: dict[str, Any], 
     for f in figs:
         if f.startswith("synth"):
             md += [f"![{f}](quality/{f})", ""]
+    if not real["rows"]:
+        return "\n".join(md) + "\n"
     md += ["## 2. Held-out real ROIs (36, never trained on)", "",
            "No truth exists for real stacks; the scores say whether the output stays faithful to the input. Ratios are "
            "output / input per ROI, then averaged. Pearson focal: correlation of output and input at the input's sharpest "
@@ -371,6 +407,7 @@ def render(synth: dict[str, Any], real: dict[str, Any], tiling: dict[str, Any], 
     for f in figs:
         if f.startswith("real"):
             md += [f"![{f}](quality/{f})", ""]
+    md += ranking(synth, real)
     md += ["## 3. Tiled = untiled at the default settings", "",
            "The 36 ROIs as one 29 × 768 × 768 slide through `run_enhance` with `make_options()` (tile 128; overlap and margin "
            "from the model's declared receptive radius), against the model applied once to the whole slide, reflect-padded by "
@@ -393,8 +430,10 @@ def main(argv: list[str] | None = None) -> None:
     cache = Cache(args.work, args.fresh)
     models = models_to_run(args.model)
     parts = args.parts.split(",")
+    if ("real" in parts or "tiling" in parts) and not (HURON / "trainB").is_dir():
+        raise SystemExit(f"parts real and tiling need the Huron ROIs in {HURON}; run --parts synth without them")
     synth = synthetic_part(cache, models) if "synth" in parts else {"example": {}}
-    real = real_part(cache, models)
+    real = real_part(cache, models) if ("real" in parts or "tiling" in parts) else {"rows": {}, "example": {}}
     tiling = tiling_part(cache, real["rois"], models, args.work) if "tiling" in parts else {}
     figs = figures(synth, real, args.out.parent / "quality")
     args.out.write_text(render(synth, real, tiling, figs, sys.argv[1:] if argv is None else argv, time.perf_counter() - t0))

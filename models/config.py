@@ -397,3 +397,16 @@ def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Co
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     return config_from_dict(data, str(path))
+
+
+def config_sections_differ(recorded: dict[str, Any], cfg: Config) -> list[str]:
+    """Sections (other than `train`, which a resume may change) in which the configuration `recorded` in a
+    checkpoint differs from `cfg`. The recorded one is read back through `Config` first, so fields added
+    to zse since (with their defaults) do not count as differences; an unreadable one differs everywhere."""
+    try:
+        old = Config.model_validate(recorded).model_dump(mode="json")
+    except ValidationError:
+        old = {}
+    now = cfg.model_dump(mode="json")
+    return [k for k in now if k != "train" and old.get(k) != now[k]]
+

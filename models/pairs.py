@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 import torch
 
 from zse.errors import InputError
@@ -54,6 +55,9 @@ def content_pool(sharpest: np.ndarray, files: np.ndarray | None) -> np.ndarray:
     and cropped or skipped to the same size.
     """
     s = np.asarray(sharpest)
+    if s.dtype != np.uint8 or (files is not None and np.asarray(files).dtype != np.uint8):
+        raise InputError(f"the pair synthesiser images 8-bit data; the in-focus content is {s.dtype} (uint16 datasets "
+                         "are not supported for unet3d-gan yet)")
     if s.ndim != 3 or s.shape[0] == 0:
         raise InputError(f"content pool needs (K, H, W) in-focus planes, got shape {s.shape}")
     parts = [s.astype(np.uint8)]
@@ -85,16 +89,9 @@ class PairSynthesiser:
         self.content_i0 = 0.0 if content is None else float(np.percentile(content[:, ::4, ::4], 99.5))  # its background
         if cfg.phantom_side < self.win:
             raise InputError(f"phantom_side {cfg.phantom_side} is smaller than the imaged window {self.win}")
-        self.lz = self._fast(2 * self.z - 1)
+        self.lz = scipy.fft.next_fast_len(2 * self.z - 1, real=True)
         self._otf: dict[tuple[float, float], _Otfs] = {}
         self.bank: list[tuple[torch.Tensor, float, float]] = []  # (μ (Z, P, P), z_step_um, section_um)
-
-    @staticmethod
-    def _fast(n: int) -> int:
-        m = n
-        while any(m % p == 0 for p in (7, 11, 13)) or _largest_prime(m) > 5:
-            m += 1
-        return m
 
     # ---------------------------------------------------------------------------------------- set-up
 
@@ -156,7 +153,7 @@ class PairSynthesiser:
         section = float(rng.uniform(*self.cfg.section_um))
         n_pl = max(1, int(round(section / dz)))
         centre = (z - 1) / 2 + int(rng.integers(-self.cfg.focus_shift, self.cfg.focus_shift + 1))
-        k0 = int(round(centre - n_pl / 2 + 0.5))
+        k0 = int(math.floor(centre - (n_pl - 1) / 2 + 0.5))  # n_pl planes centred on `centre` (ties go down)
         mu = torch.zeros((z, w, w), device=self.device)
         k = k0
         while k < k0 + n_pl:
@@ -218,15 +215,6 @@ class PairSynthesiser:
         x = torch.stack(xs)[:, None] / HALF - 1.0
         t = torch.stack(ts)[:, None] / HALF - 1.0
         return x.contiguous(), t.contiguous()
-
-
-def _largest_prime(n: int) -> int:
-    p, out = 2, 1
-    while p * p <= n:
-        while n % p == 0:
-            out, n = p, n // p
-        p += 1
-    return max(out, n) if n > 1 else out
 
 
 def _flip(v: torch.Tensor, rng: np.random.Generator, *, z: bool) -> torch.Tensor:

@@ -48,7 +48,7 @@ def _bundled(filename: str) -> Callable[..., Any]:
     return build
 
 
-# name -> (builder, one-line description). The first trained model listed is the default.
+# name -> (builder, one-line description). DEFAULT_MODEL (below) is the default.
 REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
     "unet3d-gan": (_bundled("unet3d-gan.pt"), "3D U-Net trained with physics (WFCON's recipe adapted): optical "
                    "sections from z-scans, trained on simulated pairs then real stacks (bundled; a CPU training, "
@@ -65,7 +65,8 @@ REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
 BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup")
 """Registry names backed by a weights file in models/weights/ (`<name>.pt`)."""
 
-DEFAULT_MODEL = "zse-gan"
+DEFAULT_MODEL = "unet3d-gan"
+"""The model docs/quality.md ranks best (its \"Ranking\" section)."""
 
 
 def available() -> dict[str, str]:
@@ -79,7 +80,7 @@ def available() -> dict[str, str]:
 
 
 def best_model() -> str:
-    """The best model this installation has: the bundled trained model if present, else rl-deconv."""
+    """The best model this installation has: the default bundled model if present, else rl-deconv."""
     return DEFAULT_MODEL if DEFAULT_MODEL in available() else "rl-deconv"
 
 

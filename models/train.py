@@ -38,7 +38,7 @@ from zse.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from zse.models.config import Config
+from zse.models.config import Config, config_sections_differ
 from zse.models.data import RoiDataset
 from zse.models.losses import Draws, ImagePool, discriminator_loss, generator_loss, plane_weights
 from zse.models.networks.discriminators import build_discriminator
@@ -235,11 +235,9 @@ def train(
     step = 0
     if resume:
         ck = load_checkpoint(last, map_location="cpu")
-        if ck.get("config") != cfg.model_dump(mode="json"):
-            old = ck.get("config", {})
-            diff = [k for k in cfg.model_dump(mode="json") if old.get(k) != cfg.model_dump(mode="json")[k]]
-            if any(k != "train" for k in diff):
-                raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
+        diff = config_sections_differ(ck.get("config", {}), cfg)
+        if diff:
+            raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
         for k, m in nets.items():
             m.load_state_dict(ck["state"][k])
         for k, o in opts.items():

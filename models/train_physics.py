@@ -24,6 +24,7 @@ import csv
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from zse.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from zse.models.config import Config
+from zse.models.config import Config, config_sections_differ
 from zse.models.data import RoiDataset
 from zse.models.losses import (
     in_slice_planes,
@@ -66,9 +67,10 @@ LOG_FIELDS = ["step", "time_s", "lr_g", "g_total", "l1", "vgg", "adv", "keep", "
 def aligned_margin(cfg: Config) -> int:
     """The generator's receptive radius rounded up to a multiple of its down-sampling period, so tiles
     that start on the lattice keep the network's stride phases: the margin a checkpoint declares."""
-    radius = enhancer_radius_yx(cfg.arch)
+    from zse.pipeline.run import phase_aligned
+
     period = 2 ** (len(cfg.arch.unet.widths) - 1) if cfg.arch.kind == "unet3d-gan" else 4
-    return int(-(-radius // period) * period)
+    return phase_aligned(enhancer_radius_yx(cfg.arch), max(period, 4))
 
 
 def _checkpoint(cfg: Config, step: int, nets: dict[str, torch.nn.Module], opts: dict[str, Any], scheds: dict[str, Any],
@@ -143,9 +145,7 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     step = 0
     if resume:
         ck = load_checkpoint(last, map_location="cpu")
-        now = cfg.model_dump(mode="json")
-        old = ck.get("config", {})
-        diff = [k for k in now if old.get(k) != now[k] and k != "train"]
+        diff = config_sections_differ(ck.get("config", {}), cfg)
         if diff:
             raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
         for k, m in nets.items():
@@ -176,7 +176,7 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     try:
         while step < tc.max_steps:
             finetune = pc.finetune_start is not None and step >= pc.finetune_start
-            if finetune and step == pc.finetune_start and not (out / "supervised.pt").exists():
+            if finetune and step == pc.finetune_start and step > 0:
                 # the end of the supervised phase, kept for comparison with the fine-tuned weights
                 save_checkpoint(_checkpoint(cfg, step, nets, opts, scheds, _rng_state(np_rng, py_rng, device), margin), last)
                 export_generator(last, out / "supervised.pt")
@@ -221,8 +221,10 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
                 ld.backward()
                 opts["d"].step()
                 terms["d_total"] = ld.detach()
-            for s in scheds.values():
-                s.step()
+            with warnings.catch_warnings():  # D's schedule follows the global step, also while D is idle
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                for s in scheds.values():
+                    s.step()
             step += 1
             bar.update(1)
             terms["g_total"] = loss.detach()

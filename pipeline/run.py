@@ -73,7 +73,8 @@ def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[
     A model that declares its receptive radius r (`margin_px`) gets margin = r rounded up to a multiple
     of 4 (so tile origins keep the stride phases of networks with two stride-2 levels; checkpoints of
     deeper networks declare a radius already aligned to their period) and overlap = 2·margin: the tiled
-    result then equals the model applied to the whole volume. Where 2·margin does not fit in the tile
+    result then equals the model applied to the whole volume (for tiles that are a multiple of the
+    network's period: 128 is, for every registry model). Where 2·margin does not fit in the tile
     (or the model declares nothing), overlap = the largest such value below the tile, resp. 32, and
     margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given.
     """
@@ -84,11 +85,16 @@ def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[
     elif r is None:
         overlap = min(DEFAULT_OVERLAP, tile - 8)
     else:
-        m = -(-int(r) // 4) * 4
-        overlap = min(2 * m, 8 * ((tile - 1) // 8))
+        overlap = min(2 * phase_aligned(int(r)), 8 * ((tile - 1) // 8))
     if options.margin is not None:
         return overlap, options.margin
     return overlap, default_margin(factory, overlap)
+
+
+def phase_aligned(radius_px: int, period: int = 4) -> int:
+    """`radius_px` rounded up to a multiple of `period` (4: two stride-2 levels; deeper networks declare
+    a radius already aligned to their own period)."""
+    return -(-int(radius_px) // period) * period
 
 
 def default_margin(factory: PredictorFactory, overlap: int) -> int:
@@ -97,7 +103,7 @@ def default_margin(factory: PredictorFactory, overlap: int) -> int:
     m = getattr(factory, "margin_px", None)
     if m is None:
         return overlap // 2
-    return min(-(-int(m) // 4) * 4, overlap // 2)
+    return min(phase_aligned(int(m)), overlap // 2)
 
 
 def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions) -> tuple[Lattice, list[Block], dict[str, Any]]:

@@ -22,18 +22,23 @@ def main() -> None:
     ap.add_argument("--title", default="")
     a = ap.parse_args()
     rows = list(csv.DictReader(a.log.open()))
-    steps = [int(r["step"]) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for ax, prefix in zip(axes, ("g_", "d_"), strict=True):
-        for key in rows[0]:
-            if key.startswith(prefix):
-                ax.plot(steps, [float(r[key]) for r in rows], label=key, lw=1)
+    keys = [k for k in rows[0] if k not in ("step", "time_s", "lr_g")]
+    panels = {"generator losses": [k for k in keys if not k.startswith(("d_", "val_"))],
+              "discriminator losses": [k for k in keys if k.startswith("d_")],
+              "validation": [k for k in keys if k.startswith("val_")]}
+    panels = {t: ks for t, ks in panels.items() if any(r[k] not in ("", None) for r in rows for k in ks)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, ks) in zip(axes[0], panels.items(), strict=True):
+        for key in ks:
+            pts = [(int(r["step"]), float(r[key])) for r in rows if r[key] not in ("", None)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=key, lw=1, marker="." if len(pts) < 60 else None)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
+        if title != "validation":
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    axes[0].set_title("generator losses")
-    axes[1].set_title("discriminator losses")
+        ax.set_title(title)
     if a.title:
         fig.suptitle(a.title, fontsize=9)
     fig.tight_layout()

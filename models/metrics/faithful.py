@@ -29,7 +29,7 @@ from ._common import dtype_range, same_shape
 from .focus import FM_T_PAPER, fm
 from .reference import pearson, ssim
 from .spectral import noise_sigma_immerkaer, spectral_coverage
-from .stack import focus_curve
+from .stack import focal_plane, focus_curve
 
 
 def tissue_planes(truth_zyx: np.ndarray, min_std: float = 2.0) -> np.ndarray:
@@ -88,7 +88,7 @@ def real_scores(y: np.ndarray, x: np.ndarray, *, section_step: int = 8, fm_t: fl
     """
     same_shape(y, x, ("output", "input"))
     xf, yf = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    k = int(np.argmax(focus_curve(x)))
+    k = focal_plane(x)
     sx = noise_sigma_immerkaer(xf)
     ysec = [s for group in _sections(yf, section_step) for s in group]
     xsec = [s for group in _sections(xf, section_step) for s in group]

@@ -88,7 +88,6 @@ def test_focus_shift_moves_the_section() -> None:
 def test_sample_shapes_range_and_determinism(synth: PairSynthesiser) -> None:
     x, t = synth.sample(np.random.default_rng(5), 3)
     assert x.shape == t.shape == (3, 1, Z, CROP, CROP) and x.dtype == torch.float32
-    assert float(x.min()) >= -1 and float(x.max()) <= 1 and float(t.max()) <= 1
     x2, t2 = synth.sample(np.random.default_rng(5), 3)
     torch.testing.assert_close(x, x2)
     torch.testing.assert_close(t, t2)

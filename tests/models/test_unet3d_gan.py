@@ -150,14 +150,14 @@ def test_vgg_loss_without_weights_is_a_clear_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ training
 
 
-def tiny_unet_config(data: Path, **train_kw: object) -> object:
+def tiny_unet_config(data: Path, finetune_start: int = 20, **train_kw: object) -> object:
     t = {"max_steps": 30, "log_every": 5, "image_every": 15, "ckpt_every": 1000, "seed": 0, "batch_size": 2, "tile_yx": 16}
     t.update(train_kw)
     return config_from_dict({
         "name": "tiny-unet",
         "arch": {"name": "tiny-unet", "kind": "unet3d-gan", "unet": {"widths": [4, 8], "down_z": [True]},
                  "discriminator": {"ndf": 4, "n_layers": 2}},
-        "physics": {"lambda_l1": 2.0, "lambda_adv": 0.05, "lambda_keep": 1.0, "finetune_start": 20},
+        "physics": {"lambda_l1": 2.0, "lambda_adv": 0.05, "lambda_keep": 1.0, "finetune_start": finetune_start},
         "optim": {"lr_g": 3e-3, "lr_d": 1e-3},
         "data": {"path": str(data), "z_planes": Z, "val_fraction": 0.2, "crop_yx": 16, "flips": True,
                  "pairs": {"na": [0.7], "z_step_um": [1.2], "section_um": [6.0, 8.0], "focus_shift": 1,
@@ -200,9 +200,10 @@ def test_tiny_cpu_training_supervised_loss_falls_and_checkpoint_describes_itself
 
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "d", n=6, z=Z, s=32)
-    straight = train(tiny_unet_config(root, max_steps=24, ckpt_every=12), tmp_path / "a", progress=False)  # type: ignore[arg-type]
-    train(tiny_unet_config(root, max_steps=12, ckpt_every=12), tmp_path / "b", progress=False)  # type: ignore[arg-type]
-    resumed = train(tiny_unet_config(root, max_steps=24, ckpt_every=12), tmp_path / "b", resume=True, progress=False)  # type: ignore[arg-type]
+    # resume inside the real-data phase (from step 8): D, its Adam state and the plane draws must be restored too
+    straight = train(tiny_unet_config(root, 8, max_steps=24, ckpt_every=12), tmp_path / "a", progress=False)  # type: ignore[arg-type]
+    train(tiny_unet_config(root, 8, max_steps=12, ckpt_every=12), tmp_path / "b", progress=False)  # type: ignore[arg-type]
+    resumed = train(tiny_unet_config(root, 8, max_steps=24, ckpt_every=12), tmp_path / "b", resume=True, progress=False)  # type: ignore[arg-type]
     a = load_checkpoint(straight.last_checkpoint)["state"]
     b = load_checkpoint(resumed.last_checkpoint)["state"]
     for net in ("g_s", "d"):

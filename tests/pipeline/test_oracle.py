@@ -211,10 +211,10 @@ def test_default_lattice_is_exact_for_a_strided_unet(tmp_path: Path) -> None:
     stride-2 levels equals the network applied once to the reflect-padded whole volume, within 1 LSB."""
     from zse.models.config import ArchConfig, UNetConfig
     from zse.models.networks import enhancer_radius_yx
-    from zse.pipeline.run import lattice_params
+    from zse.pipeline.run import lattice_params, phase_aligned
 
     radius = enhancer_radius_yx(ArchConfig(kind="unet3d-gan", unet=UNetConfig(widths=(2, 3, 4), convs=1)))
-    factory = StridedUNetFactory(margin_px=-(-radius // 4) * 4)
+    factory = StridedUNetFactory(margin_px=phase_aligned(radius))
     opts = make_options(tile=64, block=128, skip_background=False, batch_size=4)
     overlap, margin = lattice_params(factory, opts)
     assert margin == factory.margin_px and overlap == 2 * margin and (64 - overlap) % 4 == 0

@@ -25,5 +25,9 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     attrs = dict(zarr.open_group(str(out / "enhanced.ome.zarr"), mode="r").attrs)
     assert attrs["zse"]["status"] == "complete"
     assert attrs["zse"]["provenance"]["model"]["name"] == best_model()
-    png = out / "orthoview.png"
-    assert png.is_file() and png.stat().st_size > 10_000
+    for name in ("orthoview.png", "planes.png"):
+        png = out / name
+        assert png.is_file() and png.stat().st_size > 10_000
+    # both SSIMs to the optical-section truth are printed, input -> output
+    line = next(ln for ln in err.splitlines() if ln.startswith("SSIM to the optical-section truth"))
+    assert "in-slice planes" in line and "xz sections" in line and "->" in line
