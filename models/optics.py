@@ -120,6 +120,13 @@ def widefield_psf_zyx(
     Raises:
         ConfigError: even or non-positive sizes, non-positive voxel sizes, NA outside (0, n).
     """
+    shape, voxel = _check_request(shape_zyx, voxel_size_um, na, wavelength_um, refractive_index)
+    return _widefield_cached(shape, voxel, float(na), float(wavelength_um), float(refractive_index)).copy()
+
+
+def _check_request(shape_zyx: Sequence[int], voxel_size_um: Sequence[float], na: float, wavelength_um: float,
+                   refractive_index: float) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The checks every PSF function shares: three odd sizes with Y == X, square pixels, valid optics."""
     shape = tuple(int(s) for s in shape_zyx)
     if len(shape) != 3 or not all(s >= 1 and s % 2 == 1 for s in shape):
         raise ConfigError(f"PSF shape_zyx={tuple(shape_zyx)!r} is invalid: give three odd sizes >= 1 (Z, Y, X)")
@@ -127,10 +134,9 @@ def widefield_psf_zyx(
     _check_optics(na, wavelength_um, refractive_index)
     if not math.isclose(dy, dx, rel_tol=1e-6):
         raise ConfigError(f"voxel_size_um={tuple(voxel_size_um)!r}: the PSF model needs square pixels (y == x)")
-    nz, ny, nx = shape
-    if ny != nx:
+    if shape[1] != shape[2]:
         raise ConfigError(f"PSF shape_zyx={shape!r}: the lateral sizes must be equal (Y == X)")
-    return _widefield_cached(shape, (dz, dy, dx), float(na), float(wavelength_um), float(refractive_index)).copy()
+    return (shape[0], shape[1], shape[2]), (dz, dy, dx)
 
 
 @lru_cache(maxsize=16)
@@ -229,11 +235,7 @@ def confocal_psf_zyx(
     Returns:
         float32 (Z, Y, X), non-negative, summing to 1, symmetric in z, y, x.
     """
-    shape = tuple(int(s) for s in shape_zyx)
-    if len(shape) != 3 or not all(s >= 1 and s % 2 == 1 for s in shape) or shape[1] != shape[2]:
-        raise ConfigError(f"PSF shape_zyx={tuple(shape_zyx)!r} is invalid: give three odd sizes >= 1 with Y == X")
-    dz, dy, dx = _check_voxel(voxel_size_um)
-    _check_optics(na, wavelength_um, refractive_index)
+    shape, (dz, dy, dx) = _check_request(shape_zyx, voxel_size_um, na, wavelength_um, refractive_index)
     half_z = shape[0] // 2
     rho = psf_lateral_radius_px(half_z * dz, na=na, refractive_index=refractive_index, wavelength_um=wavelength_um,
                                 pixel_um=dx)

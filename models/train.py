@@ -97,6 +97,45 @@ def _set_rng_state(st: dict[str, Any], np_rng: np.random.Generator, py_rng: rand
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def seed_everything(seed: int) -> tuple[np.random.Generator, random.Random]:
+    """Seed torch, Python and numpy's global generators; return the loop's own numpy and Python generators."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002
+    return np.random.default_rng(seed), random.Random(seed)
+
+
+def restore_training(last: Path, cfg: Config, nets: dict[str, torch.nn.Module], opts: dict[str, Any],
+                     scheds: dict[str, Any], np_rng: np.random.Generator, py_rng: random.Random,
+                     device: torch.device) -> dict[str, Any]:
+    """Load `last` into networks, optimisers, schedules and RNGs for `--resume` (refusing a checkpoint
+    trained with another configuration, `train.*` aside); returns the checkpoint dict."""
+    ck = load_checkpoint(last, map_location="cpu")
+    diff = config_sections_differ(ck.get("config", {}), cfg)
+    if diff:
+        raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
+    for k, m in nets.items():
+        m.load_state_dict(ck["state"][k])
+    for k, o in opts.items():
+        o.load_state_dict(ck["optim"][k])
+    for k, s in scheds.items():
+        s.load_state_dict(ck["sched"][k])
+    _set_rng_state(ck["rng"], np_rng, py_rng, device)
+    return ck
+
+
+def open_log(out: Path, cfg: Config, resume: bool, fields: list[str]) -> tuple[Any, csv.DictWriter]:
+    """Write OUT/config.yaml and open OUT/train_log.csv (appended to on resume): (file, writer)."""
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    log_path = out / "train_log.csv"
+    new_log = not (resume and log_path.exists())
+    log_f = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.DictWriter(log_f, fieldnames=fields)
+    if new_log:
+        writer.writeheader()
+    return log_f, writer
+
+
 def _lr_lambda(cfg: Config):
     total = cfg.train.max_steps
     kind, start = cfg.optim.schedule, cfg.optim.decay_start
@@ -196,11 +235,7 @@ def train(
         torch.use_deterministic_algorithms(True)
 
     # ---- seeds and data
-    torch.manual_seed(tc.seed)
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)  # noqa: NPY002
-    np_rng = np.random.default_rng(tc.seed)
-    py_rng = random.Random(tc.seed)
+    np_rng, py_rng = seed_everything(tc.seed)
     if data is None:
         data = RoiDataset.load(cfg.data.path, z_planes=cfg.data.z_planes, val_fraction=cfg.data.val_fraction,
                                split_seed=cfg.data.split_seed)
@@ -234,19 +269,9 @@ def train(
 
     step = 0
     if resume:
-        ck = load_checkpoint(last, map_location="cpu")
-        diff = config_sections_differ(ck.get("config", {}), cfg)
-        if diff:
-            raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
-        for k, m in nets.items():
-            m.load_state_dict(ck["state"][k])
-        for k, o in opts.items():
-            o.load_state_dict(ck["optim"][k])
-        for k, s in scheds.items():
-            s.load_state_dict(ck["sched"][k])
+        ck = restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)
         for k, p in pools.items():
             p.load_state_dict(ck["pools"][k], device)
-        _set_rng_state(ck["rng"], np_rng, py_rng, device)
         step = int(ck["step"])
 
     if tc.compile:
@@ -254,13 +279,8 @@ def train(
         g_b_run: Any = torch.compile(g_b)
     else:
         g_s_run, g_b_run = g_s, g_b
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    log_f, writer = open_log(out, cfg, resume, LOG_FIELDS)
     log_path = out / "train_log.csv"
-    new_log = not (resume and log_path.exists())
-    log_f = open(log_path, "w" if new_log else "a", newline="")
-    writer = csv.DictWriter(log_f, fieldnames=LOG_FIELDS)
-    if new_log:
-        writer.writeheader()
 
     amp = tc.amp == "bf16"
     autocast = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731

@@ -20,8 +20,6 @@ N/2 + resume + N/2 give identical weights (tested).
 
 from __future__ import annotations
 
-import csv
-import random
 import sys
 import time
 import warnings
@@ -30,20 +28,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 import zse
-from zse.errors import ConfigError, InputError
+from zse.errors import InputError
 from zse.models.checkpoint import (
     FORMAT,
     NORMALISATION,
     VERSION,
     export_generator,
-    load_checkpoint,
     save_checkpoint,
 )
-from zse.models.config import Config, config_sections_differ
+from zse.models.config import Config
 from zse.models.data import RoiDataset
 from zse.models.losses import (
     in_slice_planes,
@@ -94,7 +90,15 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     Raises: InputError (dataset), ConfigError (device, options, resume with another config), ModelError
     (VGG weights missing or unsafe).
     """
-    from zse.models.train import TrainResult, _lr_lambda, _rng_state, _set_rng_state, resolve_device
+    from zse.models.train import (
+        TrainResult,
+        _lr_lambda,
+        _rng_state,
+        open_log,
+        resolve_device,
+        restore_training,
+        seed_everything,
+    )
 
     t_start = time.monotonic()
     out = Path(out_dir)
@@ -109,11 +113,7 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     crop = cfg.data.crop_yx or tc.tile_yx
 
     # ---- seeds, data, pair synthesiser
-    torch.manual_seed(tc.seed)
-    random.seed(tc.seed)
-    np.random.seed(tc.seed)  # noqa: NPY002
-    np_rng = np.random.default_rng(tc.seed)
-    py_rng = random.Random(tc.seed)
+    np_rng, py_rng = seed_everything(tc.seed)
     if data is None:
         data = RoiDataset.load(cfg.data.path, z_planes=cfg.data.z_planes, val_fraction=cfg.data.val_fraction,
                                split_seed=cfg.data.split_seed)
@@ -144,26 +144,9 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
 
     step = 0
     if resume:
-        ck = load_checkpoint(last, map_location="cpu")
-        diff = config_sections_differ(ck.get("config", {}), cfg)
-        if diff:
-            raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
-        for k, m in nets.items():
-            m.load_state_dict(ck["state"][k])
-        for k, o in opts.items():
-            o.load_state_dict(ck["optim"][k])
-        for k, s in scheds.items():
-            s.load_state_dict(ck["sched"][k])
-        _set_rng_state(ck["rng"], np_rng, py_rng, device)
-        step = int(ck["step"])
-
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        step = int(restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)["step"])
+    log_f, writer = open_log(out, cfg, resume, LOG_FIELDS)
     log_path = out / "train_log.csv"
-    new_log = not (resume and log_path.exists())
-    log_f = open(log_path, "w" if new_log else "a", newline="")
-    writer = csv.DictWriter(log_f, fieldnames=LOG_FIELDS)
-    if new_log:
-        writer.writeheader()
 
     amp = tc.amp == "bf16"
     autocast = lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)  # noqa: E731

@@ -161,6 +161,14 @@ def plot_histograms(path: Path, edges: np.ndarray, hists: Mapping[str, np.ndarra
     return path
 
 
+def _grey_view(ax: Any, img: np.ndarray, title: str, aspect: float, vmax: float) -> None:
+    """One grey-level view of a volume: no ticks, nearest-neighbour pixels, `aspect` = z / x scale."""
+    ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_orthoviews(
     path: Path,
     volumes: Mapping[str, np.ndarray],
@@ -187,11 +195,7 @@ def plot_orthoviews(
             (v[:, :, nx // 2], f"yz x={nx // 2}", vz / vy),
         ]
         for c, (img, lab, aspect) in enumerate(views):
-            ax = axes[r, c]
-            ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
-            ax.set_title(f"{name}: {lab}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _grey_view(axes[r, c], img, f"{name}: {lab}", aspect, vmax)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05, hspace=0.2)
@@ -226,11 +230,7 @@ def plot_orthoview_columns(
                  (v[:, ny // 2, :], f"xz y={ny // 2} (z ×{z_aspect:g})", z_aspect),
                  (v[:, :, nx // 2], f"yz x={nx // 2} (z ×{z_aspect:g})", z_aspect)]
         for r, (img, lab, aspect) in enumerate(views):
-            ax = axes[r, c]
-            ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
-            ax.set_title(f"{name}: {lab}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _grey_view(axes[r, c], img, f"{name}: {lab}", aspect, vmax)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
