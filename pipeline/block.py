@@ -26,7 +26,7 @@ from zse.pipeline.geometry import Block, Box, Lattice, reflect_indices
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.intensity import from_unit, to_unit
 from zse.pipeline.plan import mark_done
-from zse.pipeline.write import clear_region
+from zse.pipeline.write import clear_region, sync_region
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
     clear_region(dst, block.write_box)  # a torn shard from an interrupted write must not be merged into
     if not run_tiles:
         dst[..., wy, wx] = read_region(src, block.write_box)
+        sync_region(dst, block.write_box)
         mark_done(task.output_root, 0, block.index, "skipped")
         return {"state": "skipped", "tiles": 0, "tiles_skipped": len(block.tiles)}
     # Read only the union of the tiles we run (plus the write box, for copy-through pixels).
@@ -169,6 +170,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
             results.append(quantised.cpu().numpy())
     out = np.stack(results) if raw.ndim == 4 else results[0]
     dst[..., wy, wx] = out.astype(task.dtype, copy=False)
+    sync_region(dst, block.write_box)  # data durable before its marker
     mark_done(task.output_root, 0, block.index, "done")
     return {"state": "done", "tiles": len(run_tiles), "tiles_skipped": len(block.tiles) - len(run_tiles)}
 
@@ -180,6 +182,7 @@ def process_level_region(src_array: str, dst_array: str, output_root: str, level
     dst = _open(dst_array, "r+")
     clear_region(dst, box)
     write_level_region(_open(src_array, "r"), dst, box)
+    sync_region(dst, box)
     mark_done(output_root, level, index, "done")
     return "done"
 

@@ -11,6 +11,8 @@ from zse.errors import ConfigError
 SCHEMA_VERSION = 1
 DEFAULT_BLOCK = {"cpu": 1024, "cuda": 2048}
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
+MAX_TILE = 2048
+MAX_TILE_HINT = f"8 to {MAX_TILE} pixels (default 128; a tile is one model call of Z × tile × tile voxels)"
 
 
 class EnhanceOptions(BaseModel):
@@ -59,4 +61,10 @@ def make_options(**kwargs: object) -> EnhanceOptions:
         raise ConfigError(f"--device {opts.device!r} is invalid; valid: cpu, cuda, cuda:N")
     if opts.overlap is not None and opts.overlap >= opts.tile:
         raise ConfigError(f"--overlap {opts.overlap} must be smaller than --tile {opts.tile}")
+    if opts.tile > MAX_TILE:
+        raise ConfigError(f"--tile {opts.tile} is too large; valid: {MAX_TILE_HINT}")
+    if opts.block is not None:
+        from zse.pipeline.write import check_block
+
+        check_block(opts.block)
     return opts

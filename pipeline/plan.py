@@ -24,6 +24,7 @@ import numpy as np
 from zse.errors import InputError, OutputError
 from zse.pipeline.geometry import Lattice
 from zse.pipeline.ngff import SourceImage
+from zse.pipeline.write import fsync_dir
 
 STATE_DIR = ".zse"
 
@@ -184,9 +185,17 @@ def marker_path(out_path: str | Path, level: int, index: tuple[int, int]) -> Pat
 
 
 def mark_done(out_path: str | Path, level: int, index: tuple[int, int], state: str = "done") -> None:
+    """Mark a block done (durably: the marker and its folder entry are fsynced). Call only after the
+    block's data is synced (zse.pipeline.write.sync_region), so a marker never outlives its data."""
     p = marker_path(out_path, level, index)
     p.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(p, state)
+    fsync_dir(p.parent)
+
+
+def unmark(out_path: str | Path, level: int, index: tuple[int, int]) -> None:
+    """Remove a block's done-marker (its data will be written again)."""
+    marker_path(out_path, level, index).unlink(missing_ok=True)
 
 
 def done_states(out_path: str | Path, level: int) -> dict[tuple[int, int], str]:

@@ -8,8 +8,10 @@ level; the OME metadata is written last, so only a finished run is a valid image
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from zse import __version__
-from zse.errors import ConfigError, OutputError, ZseError
+from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
 from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
-from zse.pipeline.infer import PredictorFactory
+from zse.pipeline.infer import PredictorFactory, get_predictor
+from zse.pipeline.lock import OutputLock
 from zse.pipeline.ngff import SourceImage
 from zse.pipeline.options import EnhanceOptions
 from zse.pipeline.plan import (
@@ -28,9 +31,10 @@ from zse.pipeline.plan import (
     done_states,
     run_record,
     tissue_map,
+    unmark,
     write_run_record,
 )
-from zse.pipeline.write import OutputSpec, create_output, finalize_output
+from zse.pipeline.write import OutputSpec, check_output_path, create_output, finalize_output
 
 
 @dataclass
@@ -123,12 +127,83 @@ def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOpt
 
 
 def check_output_location(source: SourceImage, out_path: Path) -> None:
-    """Refuse an output that is, contains or lies inside the input: zse never writes to (or deletes) its input."""
+    """Refuse an output that is, contains or lies inside the input or any array the input reads
+    (resolved: symlinks and `..` followed): zse never writes to (or deletes) what it reads."""
     out = out_path.resolve()
-    for inp in {Path(source.path).resolve(), Path(source.image_path).resolve()}:
+    read = {Path(source.path).resolve(), Path(source.image_path).resolve()}
+    read |= {(Path(source.image_path) / p).resolve() for p in source.level_paths}
+    for inp in sorted(read):
         if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
-            raise OutputError(f"output {out_path} is, contains or lies inside the input {source.path}; "
-                              "zse never writes to its input: choose an OUT outside it")
+            raise OutputError(f"output {out_path} is, contains or lies inside what the input {source.path} reads "
+                              f"({inp}); zse never writes to its input: choose an OUT outside it")
+
+
+def staging_path(out_path: Path) -> Path:
+    """Where `--overwrite` of a finished output writes the new one before swapping it in."""
+    return out_path.parent / f".{out_path.name}.zse-new"
+
+
+def _swap_in(staged: Path, out_path: Path) -> None:
+    """Replace the finished `out_path` by the finished `staged`: rename the old aside, the new in, delete the old."""
+    import shutil
+
+    aside = out_path.parent / f".{out_path.name}.zse-old"
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.rename(out_path, aside)
+    os.rename(staged, out_path)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> None:
+    """Build the model here on the CPU and run it on one tile before anything is written, so that an unusable
+    model (wrong checkpoint, a program that changes the shape, …) fails without touching OUT."""
+    import torch
+
+    fixed = getattr(factory, "input_zyx", None)  # exported programs with static spatial dimensions
+    want = (source.meta.shape_zyx[0], tile, tile)
+    if fixed is not None and any(f is not None and f != w for f, w in zip(fixed, want, strict=True)):
+        raise ConfigError(f"model {factory.name} accepts tiles (Z, Y, X) = {tuple('any' if f is None else f for f in fixed)}, "
+                          f"but this run gives {want} (Z from the input, --tile {tile}); match --tile (and the plane count) "
+                          "or export the model with dynamic spatial dimensions")
+    predictor = get_predictor(factory, "cpu")
+    x = torch.zeros((1, 1, *want), dtype=torch.float32)
+    with torch.inference_mode():
+        y = predictor(x)
+    if tuple(y.shape) != tuple(x.shape):
+        raise ModelError(f"model {factory.name} returned shape {tuple(y.shape)} for input {tuple(x.shape)}; "
+                         "zse models must map (N, 1, Z, Y, X) to the same shape")
+    if not bool(torch.isfinite(y).all()):
+        raise ModelError(f"model {factory.name} returned NaN or infinite values on a blank tile; its weights are unusable")
+
+
+def verify_done(out_path: Path, spec: OutputSpec) -> list[str]:
+    """Check every done-marked region's stored objects (zse.pipeline.write.region_is_whole); unmark the
+    damaged ones and every region of a lower-resolution level built from them. Returns what was found."""
+    import zarr
+
+    from zse.pipeline.write import region_is_whole
+
+    group = zarr.open_group(str(out_path), mode="r")
+    problems: list[str] = []
+    redo: set[tuple[int, int]] = set()  # indices of the previous level that will be rewritten
+    for level, shape in enumerate(spec.shapes):
+        arr = group[str(level)]
+        states = done_states(out_path, level)
+        ncols = -(-shape[-1] // spec.block)
+        boxes = {(k // ncols, k % ncols): box for k, box in enumerate(block_grid(shape[-2:], spec.block))}
+        now_redo: set[tuple[int, int]] = set(boxes) - set(states)
+        from_redo = {(r // 2, c // 2) for r, c in redo}
+        for index in states:
+            parent_redo = index in from_redo
+            problem = None if parent_redo or index not in boxes else region_is_whole(arr, boxes[index])  # type: ignore[arg-type]
+            if parent_redo or problem or index not in boxes:
+                if problem:
+                    problems.append(problem)
+                unmark(out_path, level, index)
+                now_redo.add(index)
+        redo = now_redo
+    return problems
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -182,8 +257,19 @@ def run_enhance(
     resources: dict[str, float] | None = None,
     provenance: dict[str, Any] | None = None,
     section_id: str | None = None,
+    note: Callable[[str], None] | None = None,
+    cluster: Callable[[], AbstractContextManager[tuple[Any, dict[str, float] | None]]] | None = None,
 ) -> RunSummary:
-    """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring."""
+    """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring.
+
+    Order: every check that needs no write (options, output location, the model on one tile, the
+    tissue map), then the output's lock (zse.pipeline.lock), then the writes. `--overwrite` of a finished
+    output writes the new one beside it and swaps it in at the end, so the old result stays until the new
+    one is complete; `--resume` re-checks the done-marked blocks' shards and redoes damaged ones.
+    `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
+    after the checks and yields (client, task resources): callers that start a cluster for the run pass it
+    (zse.workflows.cluster), so that a refused run never starts one; else `client` and `resources` are used.
+    """
     t0 = time.perf_counter()
     out_path = Path(out_path)
     if resume and overwrite:
@@ -192,15 +278,66 @@ def run_enhance(
     meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
     spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
     check_output_location(source, out_path)
-    if resume and not out_path.exists():
-        resume = False  # nothing to resume yet: start fresh (batch scripts can always pass --resume)
-    if resume:
-        check_resume(out_path, record)
-        import zarr
+    check_output_path(out_path, overwrite=overwrite, resume=resume)
+    check_model(factory, source, options.tile)
+    r = getattr(factory, "margin_px", None)
+    if r is not None and lattice.margin < r and note is not None:
+        note(f"model {factory.name} has a receptive radius of {r} px but the blending margin is {lattice.margin} px "
+             f"(at most overlap/2 = {lattice.overlap // 2}); tiles then agree only approximately. The default overlap "
+             "is exact: leave --overlap and --margin out.")
+    tmap = tissue_map(source, options.tissue_threshold) if options.skip_background else None
 
+    with OutputLock(out_path, command=str((provenance or {}).get("command", "")), note=note):
+        if resume and not out_path.exists():
+            resume = False  # nothing to resume yet: start fresh (batch scripts can always pass --resume)
+        target = out_path
+        if resume:
+            check_resume(out_path, record)
+            problems = verify_done(out_path, spec)
+            if problems and note:
+                note(f"--resume: {len(problems)} finished region(s) were damaged and are redone (first: {problems[0]})")
+        elif out_path.exists():  # --overwrite of an output zse wrote (check_output_path proved it)
+            import shutil
+
+            if _is_complete(out_path):
+                target = staging_path(out_path)  # the finished result stays until the new one is complete
+                if target.exists():
+                    shutil.rmtree(target)  # an earlier --overwrite that did not finish
+            else:
+                shutil.rmtree(out_path)  # an unfinished output: nothing worth keeping
+        with cluster() if cluster is not None else nullcontext((client, resources)) as (client, resources):
+            summary = _run_locked(source, target, factory, options, lattice, blocks, record, spec, tmap, client=client,
+                                  resume=resume, progress=progress, resources=resources, provenance=provenance,
+                                  section_id=section_id)
+        if target != out_path:
+            _swap_in(target, out_path)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _is_complete(out_path: Path) -> bool:
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_group(str(out_path), mode="r").attrs)
+    except Exception:  # noqa: BLE001 - unreadable: not a finished result
+        return False
+    zse_attrs = attrs.get("zse")
+    return isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete"
+
+
+def _run_locked(source: SourceImage, out_path: Path, factory: PredictorFactory, options: EnhanceOptions, lattice: Lattice,
+                blocks: list[Block], record: dict[str, Any], spec: OutputSpec, tmap: Any, *, client: Any, resume: bool,
+                progress: bool, resources: dict[str, float] | None, provenance: dict[str, Any] | None,
+                section_id: str | None) -> RunSummary:
+    """The writes of a run, under its lock: create (or reopen) the output, blocks, pyramid, metadata."""
+    import zarr
+
+    meta = spec.meta
+    if resume:
         group = zarr.open_group(str(out_path), mode="r+")
     else:
-        group = create_output(out_path, spec, overwrite=overwrite)
+        group = create_output(out_path, spec)
         write_run_record(out_path, record)
 
     summary = RunSummary(blocks_total=len(blocks), margin=lattice.margin)
@@ -208,11 +345,10 @@ def run_enhance(
     pending = [b for b in blocks if b.index not in done0]
     summary.blocks_already_done = len(blocks) - len(pending)
     zse_attrs = dict(group.attrs).get("zse")
-    if resume and not pending and isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete":
-        summary.wall_s = time.perf_counter() - t0
+    if resume and not pending and isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete" \
+            and all(len(done_states(out_path, lv)) == len(block_grid(sh[-2:], spec.block)) for lv, sh in enumerate(spec.shapes)):
         return summary  # finished earlier: nothing to do, nothing rewritten
-    if options.skip_background:
-        tmap = tissue_map(source, options.tissue_threshold)
+    if tmap is not None:
         tissue_of = {t: tmap.tile_has_tissue(lattice, *t) for b in pending for t in b.tiles}
     else:
         tissue_of = {t: True for b in pending for t in b.tiles}
@@ -247,7 +383,6 @@ def run_enhance(
         _gather(client, process_level_region, argsets, desc=f"pyramid level {level}", progress=progress, resources=None,
                 on_result=lambda _: None)
 
-    summary.wall_s = time.perf_counter() - t0
     states = done_states(out_path, 0)
     z = meta.shape_zyx[0] * meta.n_channels
     summary.voxels = z * meta.shape[-2] * meta.shape[-1]

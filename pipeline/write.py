@@ -15,6 +15,8 @@ Until `finalize_output` runs, the group carries no OME multiscales metadata and 
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -37,6 +39,21 @@ from zse.pipeline.pyramid import write_level_region
 
 DEFAULT_CHUNK_YX = 256
 DEFAULT_MIN_LEVEL_SIZE = 1024
+MIN_BLOCK = 16
+
+
+def check_block(block: int, chunk_yx: int = DEFAULT_CHUNK_YX) -> int:
+    """The one rule for a block side (px): a multiple of the chunk side, or (for tiny images) a divisor of it ≥ 16.
+
+    The block is the y-x side of one task's write region and of one shard, and chunks must tile it:
+    any other value would shrink the chunks to gcd(chunk, block) px (--block 17: 1-px chunks, tens of
+    thousands of files for a small image). Returns `block`; raises ConfigError otherwise.
+    """
+    if block < MIN_BLOCK or (block % chunk_yx and chunk_yx % block):
+        small = ", ".join(str(b) for b in (16, 32, 64, 128, 256, 512) if b >= MIN_BLOCK and chunk_yx % b == 0 and b < chunk_yx)
+        raise ConfigError(f"--block {block} is invalid; valid: a multiple of the output chunk side {chunk_yx} "
+                          f"(e.g. {chunk_yx}, {4 * chunk_yx}, {8 * chunk_yx}), or {small} for tiny images")
+    return block
 
 
 @dataclass(frozen=True)
@@ -52,8 +69,7 @@ class OutputSpec:
     def __post_init__(self) -> None:
         if self.ngff not in NGFF_VERSIONS:
             raise ConfigError(f"--ngff {self.ngff!r} is invalid; valid: {', '.join(NGFF_VERSIONS)}")
-        if self.block < 16:
-            raise ConfigError(f"--block {self.block} is too small; valid: ≥ 16 pixels")
+        check_block(self.block, self.chunk_yx)
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -89,12 +105,8 @@ def _compressor(ngff: str) -> Any:
 def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> zarr.Group:
     """Create the output group and its empty level arrays; no OME metadata yet (status "incomplete")."""
     path = Path(path)
+    check_output_path(path, overwrite=overwrite)
     if path.exists():
-        if not overwrite:
-            raise OutputError(f"{path} already exists; pass --overwrite to replace it (or --resume to finish an interrupted run)")
-        if not is_zarr_group(path):
-            raise OutputError(f"{path} exists and is not a Zarr group; --overwrite only replaces Zarr/OME-Zarr outputs, "
-                              "so remove it yourself or choose another OUT")
         shutil.rmtree(path)
     zarr_format: Literal[2, 3] = 2 if spec.ngff == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
@@ -113,8 +125,72 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
 
 
 def is_zarr_group(path: Path) -> bool:
-    """True for a folder holding a Zarr v2 or v3 group (what --overwrite may delete)."""
+    """True for a folder holding a Zarr v2 or v3 group."""
     return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
+
+ZSE_ENTRIES = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", ".zse"}
+"""Top-level entries of an output zse wrote, besides its level arrays "0", "1", …"""
+
+
+def written_by_zse(path: Path) -> bool:
+    """True when `path` is an OME-Zarr zse wrote: a Zarr group whose attributes carry zse's record."""
+    if not is_zarr_group(path):
+        return False
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # noqa: BLE001 - unreadable metadata: not provably ours
+        return False
+    record = attrs.get("zse")
+    return isinstance(record, dict) and "version" in record
+
+
+def check_output_path(path: Path, *, overwrite: bool, resume: bool = False) -> None:
+    """Refuse an output location zse may not write or replace; raises OutputError with one line.
+
+    - a symlink (dangling or not) is refused: zse writes and deletes only real folders it names;
+    - its parent folder must exist and be writable;
+    - an existing OUT needs --overwrite (or --resume, whose run record check follows elsewhere), and is
+      replaced only when zse wrote it (its `zse` record) and it holds nothing else (no foreign files next
+      to the levels): never a folder of the user's files.
+    """
+    if path.is_symlink():
+        raise OutputError(f"{path} is a symbolic link (to {os.readlink(path)}); zse does not write or delete through links: "
+                          "give the real path of the output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: its folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: its folder {parent} is not writable")
+    if not path.exists() or resume:
+        return
+    if not overwrite:
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it (or --resume to finish an interrupted run)")
+    if not written_by_zse(path):
+        raise OutputError(f"{path} exists and is not an output zse wrote (no zse record in its Zarr attributes); "
+                          "--overwrite only replaces zse outputs: remove it yourself or choose another OUT")
+    foreign = sorted(e.name for e in os.scandir(path) if e.name not in ZSE_ENTRIES and not e.name.isdigit())
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise OutputError(f"{path} holds files zse did not write ({', '.join(foreign[:3])}{more}); --overwrite would "
+                          "delete them: move them out or choose another OUT")
+
+
+def region_files(array: zarr.Array, box: Box) -> list[Path]:
+    """Paths of the stored objects (shards, or chunks without sharding) under `box` of a local array
+    (whether they exist or not); [] for a store that is not a local folder."""
+    root = getattr(array.store, "root", None)
+    if root is None:
+        return []
+    meta = array.metadata
+    outer = getattr(array, "shards", None) or array.chunks
+    ny, nx = outer[-2], outer[-1]
+    lead = [range(-(-n // c)) for n, c in zip(array.shape[:-2], outer[:-2], strict=True)]
+    y1, x1 = min(box.y1, array.shape[-2]), min(box.x1, array.shape[-1])
+    return [Path(root) / array.path / meta.encode_chunk_key((*head, cy, cx))
+            for head in itertools.product(*lead)
+            for cy in range(max(box.y0, 0) // ny, -(-y1 // ny))
+            for cx in range(max(box.x0, 0) // nx, -(-x1 // nx))]
 
 
 def clear_region(array: zarr.Array, box: Box) -> None:
@@ -124,22 +200,84 @@ def clear_region(array: zarr.Array, box: Box) -> None:
     fails its checksum when zarr reads it back to merge) makes every rewrite start from nothing.
     Objects of other blocks are never touched: block regions are aligned to them.
     """
-    root = getattr(array.store, "root", None)
-    if root is None:  # not a local store: nothing to clean up
-        return
-    meta = array.metadata
-    outer = getattr(array, "shards", None) or array.chunks
-    ny, nx = outer[-2], outer[-1]
-    lead = [range(-(-n // c)) for n, c in zip(array.shape[:-2], outer[:-2], strict=True)]
-    import itertools
+    for f in region_files(array, box):
+        f.unlink(missing_ok=True)
 
-    for head in itertools.product(*lead):
-        for cy in range(box.y0 // ny, -(-box.y1 // ny)):
-            for cx in range(box.x0 // nx, -(-box.x1 // nx)):
-                key = meta.encode_chunk_key((*head, cy, cx))
-                f = Path(root) / array.path / key
-                if f.is_file():
-                    f.unlink()
+
+def sync_region(array: zarr.Array, box: Box) -> None:
+    """fsync the stored objects under `box` and the folders holding them, so that a done-marker written
+    afterwards never survives a power loss that the data did not."""
+    folders: set[Path] = set()
+    for f in region_files(array, box):
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # an all-fill chunk zarr chose not to store
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(f.parent)
+    for d in folders:
+        fsync_dir(d)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder (its entries: created and renamed files) where the OS allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def region_is_whole(array: zarr.Array, box: Box) -> str | None:
+    """Cheaply check the stored objects under `box` of a local array (no decompression); None if whole,
+    else why not (the first problem found).
+
+    Sharded (v3): every shard exists and its index (at the end, crc32c-checked) points inside the file.
+    Unsharded: every chunk exists and is not empty. (A chunk-level codec checksum, where present, still
+    catches damage inside a chunk when it is read.)
+    """
+    shards = getattr(array, "shards", None)
+    for f in region_files(array, box):
+        try:
+            size = f.stat().st_size
+        except FileNotFoundError:
+            return f"{f} is missing"
+        if size == 0:
+            return f"{f} is empty"
+        if shards is not None:
+            problem = _shard_index_problem(f, size, array)
+            if problem:
+                return f"{f}: {problem}"
+    return None
+
+
+def _shard_index_problem(f: Path, size: int, array: zarr.Array) -> str | None:
+    import google_crc32c
+
+    chunks, shards = array.chunks, array.shards
+    n = int(np.prod([s // c for s, c in zip(shards, chunks, strict=True)]))  # type: ignore[arg-type]
+    index_bytes = 16 * n + 4
+    if size < index_bytes:
+        return f"shorter ({size} B) than its index ({index_bytes} B)"
+    with open(f, "rb") as fh:
+        fh.seek(size - index_bytes)
+        tail = fh.read(index_bytes)
+    body, crc = tail[:-4], int.from_bytes(tail[-4:], "little")
+    if google_crc32c.value(body) != crc:
+        return "its index fails its checksum"
+    entries = np.frombuffer(body, dtype="<u8").reshape(-1, 2)
+    used = entries[entries[:, 0] != np.iinfo(np.uint64).max]
+    if used.size and int((used[:, 0] + used[:, 1]).max()) > size - index_bytes:
+        return "its index points past the end of the file"
+    return None
 
 
 def finalize_output(group: zarr.Group, spec: OutputSpec, *, name: str = "image", attrs: dict[str, Any] | None = None) -> None:

@@ -8,6 +8,7 @@ with exit status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -59,12 +60,31 @@ def cli() -> None:
     """zse: whole-slide z-stack enhancement for brain histology (OME-Zarr in, OME-Zarr out)."""
 
 
+# Operating-system errors a user fixes (space, quota, permissions, a read-only file system): one line, not a traceback.
+USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """The one line for an OSError the user can act on, or None (a bug: keep its traceback)."""
+    if exc.errno not in USER_ERRNOS:
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (f"{exc.strerror or exc}{where}; nothing was finished: fix it and run again "
+            "(zse enhance --resume keeps the blocks already written)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `zse` script: run the CLI, turning ZseError into one line and exit status 2."""
     try:
         cli.main(args=argv, prog_name="zse", standalone_mode=False)
     except ZseError as exc:
         click.echo(f"zse: error: {exc.message}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        line = os_error_line(exc)
+        if line is None:
+            raise
+        click.echo(f"zse: error: {line}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("zse: aborted", err=True)

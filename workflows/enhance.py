@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,37 +51,27 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
     from zse.pipeline.options import make_options
-    from zse.pipeline.run import lattice_params, run_enhance
+    from zse.pipeline.run import run_enhance
 
     opts = make_options(tile=tile, overlap=overlap, margin=margin, block=block, batch_size=batch_size, device=device,
                         ngff=ngff, skip_background=skip_background, tissue_threshold=tissue_threshold)
     check_device(device)
     source = open_image(input_path)
-    if output_path.exists() and not (resume or overwrite):
-        raise ConfigError(f"{output_path} already exists; pass --overwrite to replace it, or --resume to finish an interrupted run")
     model_spec = model or best_model()
     factory = resolve(model_spec, amp=None if amp == "none" else amp)
-    fixed = getattr(factory, "input_zyx", None)  # exported programs with static spatial dimensions
-    if fixed is not None:
-        want = (source.meta.shape_zyx[0], tile, tile)
-        if any(f is not None and f != w for f, w in zip(fixed, want, strict=True)):
-            raise ConfigError(f"model {factory.name} accepts tiles (Z, Y, X) = {tuple('any' if f is None else f for f in fixed)}, "
-                              f"but this run gives {want} (Z from the input, --tile {tile}); match --tile (and the plane count) "
-                              "or export the model with dynamic spatial dimensions")
-    rf = getattr(factory, "margin_px", None)
-    overlap_used, margin_used = lattice_params(factory, opts)
-    if rf is not None and margin_used < rf:
-        click.echo(f"zse: note: model {factory.name} has a receptive radius of {rf} px but the blending margin is "
-                   f"{margin_used} px (at most overlap/2 = {overlap_used // 2}); tiles then agree only approximately. "
-                   f"The default overlap is exact: leave --overlap and --margin out.", err=True)
+
+    def note(line: str) -> None:
+        click.echo(f"zse: note: {line}", err=True)
+
     provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
-    if workers == 0:
-        summary = run_enhance(source, output_path, factory, opts, client=None, resume=resume, overwrite=overwrite,
-                              progress=not quiet, provenance=provenance, section_id=section_id)
-    else:
+
+    @contextmanager
+    def cluster() -> Iterator[tuple[Any, dict[str, float] | None]]:
         with open_client(device=device, workers=workers, gpu_tasks_per_worker=gpu_tasks, **cluster_opts) as client:
-            summary = run_enhance(source, output_path, factory, opts, client=client, resume=resume, overwrite=overwrite,
-                                  progress=not quiet, resources=task_resources(client), provenance=provenance,
-                                  section_id=section_id)
+            yield client, task_resources(client)
+
+    summary = run_enhance(source, output_path, factory, opts, resume=resume, overwrite=overwrite, progress=not quiet,
+                          provenance=provenance, section_id=section_id, note=note,
+                          cluster=None if workers == 0 else cluster)
     for line in [f"zse enhance: {input_path} -> {output_path} (model {factory.name}, margin {summary.margin})", *summary.lines()]:
         click.echo(line, err=True)

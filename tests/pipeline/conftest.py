@@ -75,11 +75,34 @@ TESTMODELS_SRC = textwrap.dedent('''
             return predict
 
 
+    @dataclass(frozen=True)
+    class GatedConvFactory(SlowConvFactory):
+        """The seed-0 conv net whose model calls after the first wait until the file $ZSE_TEST_GATE exists.
+
+        The first call (zse's check of the model on one tile, before anything is written) passes, so a run
+        holds its output lock and waits inside its first block until the test opens the gate.
+        """
+
+        def build(self, device: str):
+            inner = super().build(device)
+            gate = os.environ.get("ZSE_TEST_GATE", "")
+            calls = [0]
+
+            def predict(batch: torch.Tensor) -> torch.Tensor:
+                calls[0] += 1
+                while calls[0] > 1 and gate and not os.path.exists(gate):
+                    time.sleep(0.01)
+                return inner(batch)
+
+            return predict
+
+
     def register() -> None:
         from zse.models import registry
 
         registry.REGISTRY["test-conv"] = (lambda: SlowConvFactory(seed=0), "random conv net (tests)")
         registry.REGISTRY["test-conv-b"] = (lambda: SlowConvFactory(seed=1), "random conv net, other seed (tests)")
+        registry.REGISTRY["test-gated"] = (lambda: GatedConvFactory(seed=0), "conv net waiting for a gate file (tests)")
 ''')
 
 

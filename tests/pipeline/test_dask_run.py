@@ -49,5 +49,6 @@ def test_blocks_run_on_local_cluster_model_built_once_per_worker(tmp_path: Path)
     assert summary.blocks_done == summary.blocks_total == 4 * 5
     pids = log.read_text().split()
     assert len(pids) == len(set(pids)), f"a worker built the model more than once: {pids}"
-    assert set(map(int, pids)) <= worker_pids and os.getpid() not in set(map(int, pids))
+    # The client builds it once too: run_enhance checks the model on one tile before it writes anything.
+    assert set(map(int, pids)) <= worker_pids | {os.getpid()} and pids.count(str(os.getpid())) == 1
     np.testing.assert_array_equal(open_image(tmp_path / "out.ome.zarr").levels[0][...], vol)
