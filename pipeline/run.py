@@ -8,7 +8,6 @@ level; the OME metadata is written last, so only a finished run is a valid image
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -34,7 +33,14 @@ from zse.pipeline.plan import (
     unmark,
     write_run_record,
 )
-from zse.pipeline.write import OutputSpec, check_output_path, create_output, finalize_output
+from zse.pipeline.write import (
+    OutputSpec,
+    check_output_path,
+    create_output,
+    finalize_output,
+    swap_in,
+    write_target,
+)
 
 
 @dataclass
@@ -136,23 +142,6 @@ def check_output_location(source: SourceImage, out_path: Path) -> None:
         if out == inp or inp.is_relative_to(out) or out.is_relative_to(inp):
             raise OutputError(f"output {out_path} is, contains or lies inside what the input {source.path} reads "
                               f"({inp}); zse never writes to its input: choose an OUT outside it")
-
-
-def staging_path(out_path: Path) -> Path:
-    """Where `--overwrite` of a finished output writes the new one before swapping it in."""
-    return out_path.parent / f".{out_path.name}.zse-new"
-
-
-def _swap_in(staged: Path, out_path: Path) -> None:
-    """Replace the finished `out_path` by the finished `staged`: rename the old aside, the new in, delete the old."""
-    import shutil
-
-    aside = out_path.parent / f".{out_path.name}.zse-old"
-    if aside.exists():
-        shutil.rmtree(aside)
-    os.rename(out_path, aside)
-    os.rename(staged, out_path)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> None:
@@ -296,34 +285,16 @@ def run_enhance(
             problems = verify_done(out_path, spec)
             if problems and note:
                 note(f"--resume: {len(problems)} finished region(s) were damaged and are redone (first: {problems[0]})")
-        elif out_path.exists():  # --overwrite of an output zse wrote (check_output_path proved it)
-            import shutil
-
-            if _is_complete(out_path):
-                target = staging_path(out_path)  # the finished result stays until the new one is complete
-                if target.exists():
-                    shutil.rmtree(target)  # an earlier --overwrite that did not finish
-            else:
-                shutil.rmtree(out_path)  # an unfinished output: nothing worth keeping
+        else:
+            target = write_target(out_path)
         with cluster() if cluster is not None else nullcontext((client, resources)) as (client, resources):
             summary = _run_locked(source, target, factory, options, lattice, blocks, record, spec, tmap, client=client,
                                   resume=resume, progress=progress, resources=resources, provenance=provenance,
                                   section_id=section_id)
         if target != out_path:
-            _swap_in(target, out_path)
+            swap_in(target, out_path)
     summary.wall_s = time.perf_counter() - t0
     return summary
-
-
-def _is_complete(out_path: Path) -> bool:
-    import zarr
-
-    try:
-        attrs = dict(zarr.open_group(str(out_path), mode="r").attrs)
-    except Exception:  # noqa: BLE001 - unreadable: not a finished result
-        return False
-    zse_attrs = attrs.get("zse")
-    return isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete"
 
 
 def _run_locked(source: SourceImage, out_path: Path, factory: PredictorFactory, options: EnhanceOptions, lattice: Lattice,

@@ -34,6 +34,7 @@ from zarr.codecs import BloscCodec
 from zse import __version__
 from zse.errors import ConfigError, OutputError
 from zse.pipeline.geometry import Box, block_grid
+from zse.pipeline.lock import OutputLock
 from zse.pipeline.ngff import NGFF_VERSIONS, ImageMeta, level_shapes, multiscales_attrs
 from zse.pipeline.pyramid import write_level_region
 
@@ -107,7 +108,7 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
     path = Path(path)
     check_output_path(path, overwrite=overwrite)
     if path.exists():
-        shutil.rmtree(path)
+        shutil.rmtree(path)  # callers replacing a finished output write elsewhere first (write_target)
     zarr_format: Literal[2, 3] = 2 if spec.ngff == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
     for level, shape in enumerate(spec.shapes):
@@ -174,6 +175,49 @@ def check_output_path(path: Path, *, overwrite: bool, resume: bool = False) -> N
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         raise OutputError(f"{path} holds files zse did not write ({', '.join(foreign[:3])}{more}); --overwrite would "
                           "delete them: move them out or choose another OUT")
+
+
+def is_complete(path: Path) -> bool:
+    """True when `path` is an output zse finished (`zse.status` "complete")."""
+    try:
+        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception:  # noqa: BLE001 - unreadable: not a finished result
+        return False
+    record = attrs.get("zse")
+    return isinstance(record, dict) and record.get("status") == "complete"
+
+
+def write_target(path: Path) -> Path:
+    """Where a new output for `path` is written (call under the output's lock, after check_output_path).
+
+    A finished output stays until its replacement is complete: the new one goes to the hidden sibling
+    `.<name>.zse-new` (an earlier unfinished replacement there is removed) and `swap_in` moves it in.
+    An unfinished output holds nothing worth keeping: it is removed and `path` itself is returned.
+    """
+    if not path.exists():
+        return path
+    if is_complete(path):
+        staged = path.parent / f".{path.name}.zse-new"
+        if staged.exists():
+            shutil.rmtree(staged)
+        return staged
+    shutil.rmtree(path)
+    return path
+
+
+def swap_in(staged: Path, path: Path) -> None:
+    """Replace the finished `path` by the finished `staged`: the old aside, the new in, then the old deleted.
+
+    Two renames in one folder: a crash between them leaves the old result at `.<name>.zse-old` and the
+    new one at `.<name>.zse-new`, never a half-written `path`.
+    """
+    aside = path.parent / f".{path.name}.zse-old"
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.rename(path, aside)
+    os.rename(staged, path)
+    fsync_dir(path.parent)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def region_files(array: zarr.Array, box: Box) -> list[Path]:
@@ -344,7 +388,20 @@ def write_volume(
     from zse.pipeline.intensity import half_range
 
     half_range(meta.dtype)  # validates the dtype before anything is created
-    group = create_output(path, spec, overwrite=overwrite, attrs=attrs)
+    path = Path(path)
+    check_output_path(path, overwrite=overwrite)
+    with OutputLock(path):
+        target = write_target(path)
+        _write_volume_to(target, volume, spec, name=name, attrs=attrs, progress=progress, block=block, threads=threads)
+        if target != path:
+            swap_in(target, path)
+    return path
+
+
+def _write_volume_to(path: Path, volume: Any, spec: OutputSpec, *, name: str, attrs: dict[str, Any] | None,
+                     progress: bool, block: int, threads: int) -> None:
+    meta = spec.meta
+    group = create_output(path, spec, attrs=attrs)
     arr0 = group["0"]
     if not isinstance(arr0, zarr.Array):  # pragma: no cover - create_output made it an array
         raise OutputError(f"{path}/0 is not an array")
@@ -362,4 +419,3 @@ def write_volume(
     write_pyramid(group, spec, threads=threads, on_task=lambda: bar.update(1))
     bar.close()
     finalize_output(group, spec, name=name)
-    return Path(path)
