@@ -103,7 +103,7 @@ def stale_reason(path: Path, info: dict[str, Any], now: float | None = None) -> 
         age = now - path.stat().st_mtime
     except FileNotFoundError:
         return "it is gone"
-    same_machine = info.get("host") == socket.gethostname() and info.get("boot_id") == _boot_id() and info.get("boot_id")
+    same_machine = bool(info.get("boot_id")) and info.get("host") == socket.gethostname() and info.get("boot_id") == _boot_id()
     if same_machine and isinstance(info.get("pid"), int):
         pid = int(info["pid"])
         if not _pid_alive(pid):
@@ -124,6 +124,15 @@ def describe(info: dict[str, Any]) -> str:
     job = f" (Slurm job {info['slurm_job']})" if info.get("slurm_job") else ""
     cmd = f": {info['command']}" if info.get("command") else ""
     return f"pid {info.get('pid', '?')} on host {info.get('host', '?')}{job}, started {info.get('started', '?')}{cmd}"
+
+
+def lock_owner(out_path: str | Path) -> str | None:
+    """Who holds the lock of `out_path` (describe()), or None when nobody (or only a stale owner) does."""
+    path = lock_path(out_path)
+    info = _read(path)
+    if info is None or stale_reason(path, info) is not None:
+        return None
+    return describe(info)
 
 
 class OutputLock:

@@ -13,6 +13,7 @@ from zse.errors import InputError
 
 def describe(path: Path) -> list[str]:
     """Lines describing an OME-Zarr image or an unfinished zse output."""
+    from zse.pipeline.lock import lock_owner
     from zse.pipeline.ngff import open_image, read_multiscales
     from zse.pipeline.plan import done_states, read_run_record
 
@@ -57,6 +58,9 @@ def describe(path: Path) -> list[str]:
             for k in ("section_id", "voxel_size_um", "translation_um", "synth", "source"):
                 if k in zse_attrs:
                     lines.append(f"  {k}: {zse_attrs[k]}")
+    owner = lock_owner(path)
+    if owner:
+        lines.append(f"being written now by {owner}")
     record = read_run_record(path)
     if record is not None:
         n_levels = len([k for k in group.array_keys()])

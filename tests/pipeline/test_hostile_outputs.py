@@ -78,6 +78,8 @@ def test_second_run_into_the_same_output_is_refused(tmp_path: Path, small_input:
                           "--overlap", "8", "--workers", "0", "--quiet", "--overwrite")
         line = assert_one_line_error(proc, str(out), "another zse run", f"pid {first.pid}", socket.gethostname())
         assert "test-gated" in line, line  # the first run's command
+        info = zse_inproc("info", out)
+        assert f"being written now by pid {first.pid}" in info.stdout, info.stdout
         gate.touch()
         _, err = first.communicate(timeout=120)
     finally:
