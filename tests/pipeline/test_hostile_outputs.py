@@ -211,10 +211,15 @@ def test_overwrite_refuses_a_zse_output_holding_other_files(tmp_path: Path, smal
 
 def test_overwrite_with_a_wrong_checkpoint_keeps_the_result(tmp_path: Path, small_input: Path, reference: Path,
                                                             zse_inproc) -> None:
+    """A checkpoint that loads but whose weights do not fit its architecture (found when the model is built)."""
     import torch
 
+    from zse.models.registry import WEIGHTS_DIR
+
+    ck = torch.load(WEIGHTS_DIR / "unet3d-gan.pt", weights_only=True)
+    ck["state"]["g_s"].pop(sorted(ck["state"]["g_s"])[0])
     bad = tmp_path / "bad.pt"
-    torch.save({"foo": 1}, bad)
+    torch.save(ck, bad)
     before = tree_digest(reference)
     proc = zse_inproc("enhance", small_input, reference, *_with("--model", str(bad)), "--overwrite")
     assert_one_line_error(proc, str(bad))
