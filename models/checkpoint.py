@@ -10,13 +10,19 @@ Keys (FORMAT "zse-checkpoint", VERSION 1):
     normalisation, tile {"z", "yx"}, margin_px, translation_equivariant, zse_version, step,
     state {"g_s", ["g_b", "d_s", "d_b"]}, and for training checkpoints optim, sched, pools, rng.
 An inference checkpoint (`export_generator`) keeps only G_S (fp32 or fp16) and the metadata.
+
+`load_checkpoint` also checks what a hostile or damaged file could get wrong, each as a one-line
+`ModelError` naming the file: the metadata types (`margin_px` a whole number ≥ 0 or absent,
+`translation_equivariant` a bool, `tile` positive ints), `state` a dict of networks each a dict of
+tensors, and every floating-point weight finite (a diverged training's NaN weights would otherwise
+write a black image). `build_g_s` names what differs when the weights do not fit the architecture.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,28 +91,110 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     for key in ("arch", "state", "model_kind"):
         if key not in obj:
             raise ModelError(f"checkpoint {path} lacks '{key}'; it is incomplete or corrupt")
-    if "g_s" not in obj["state"]:
+    state = obj["state"]
+    if not isinstance(state, dict) or "g_s" not in state:
         raise ModelError(f"checkpoint {path} has no G_S weights (state.g_s)")
+    for net, sd in state.items():
+        if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+            raise ModelError(f"checkpoint {path}: state.{net} is a {type(sd).__name__} that is not a dict of named tensors; "
+                             "the file is damaged or not written by zse")
+        check_finite(sd, path, prefix=f"{net}.")
+    margin_from_meta(obj.get("margin_px"), path)
+    bool_from_meta(obj.get("translation_equivariant"), "translation_equivariant", path)
+    tile = obj.get("tile", {})
+    if not isinstance(tile, dict) or not all(_is_count(tile.get(k, 1)) and tile.get(k, 1) > 0 for k in ("z", "yx")):
+        raise ModelError(f"checkpoint {path}: tile {tile!r} is not {{'z': int, 'yx': int}} with positive sizes")
     return obj
 
 
-def build_g_s(ckpt: dict[str, Any]) -> torch.nn.Module:
+def _is_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def margin_from_meta(value: object, path: str | Path) -> int | None:
+    """A model file's `margin_px` (receptive radius in y, x, pixels): None if absent, else an int ≥ 0.
+
+    Raises:
+        ModelError: any other value (a string, a negative or fractional number, a bool, a list, …).
+    """
+    if value is None:
+        return None
+    if not _is_count(value) or int(value) < 0:  # type: ignore[call-overload]
+        raise ModelError(f"{path}: margin_px {value!r} in the model's metadata is not a whole number of pixels >= 0; "
+                         "expected the model's receptive radius in y and x (an int) or no margin_px")
+    return int(value)  # type: ignore[call-overload]
+
+
+def bool_from_meta(value: object, key: str, path: str | Path) -> bool:
+    """A boolean metadata value of a model file (absent = False); anything but true/false is refused."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ModelError(f"{path}: {key} {value!r} in the model's metadata is not true or false")
+    return value
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str | Path, prefix: str = "") -> None:
+    """Refuse weights holding NaN or ±inf, naming the first such tensor (`prefix` + its name) and the file."""
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            n_nan = int(torch.isnan(t).sum())
+            n_inf = int(torch.isinf(t).sum())
+            raise ModelError(f"{path}: weight tensor '{prefix}{name}' holds {n_nan} NaN and {n_inf} infinite values "
+                             f"(of {t.numel()}); the training diverged or the file is damaged, so it would write a "
+                             "blank image")
+
+
+def build_g_s(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> torch.nn.Module:
     """The enhancing network of a loaded checkpoint (ZSE-GAN's G_S, unet3d-gan's U-Net: both stored
-    under state.g_s), float32, eval mode, on CPU."""
-    from zse.models.config import ArchConfig
+    under state.g_s), float32, eval mode, on CPU. `path` names the file in errors.
+
+    Raises:
+        ModelError: an architecture this zse does not know (one line, from the config's validation), or
+            weights that do not fit it (missing / unexpected tensor names, or the first wrong shape).
+    """
+    from pydantic import ValidationError
+
+    from zse.models.config import ArchConfig, format_validation_error
     from zse.models.networks import build_enhancer
 
     try:
         arch = ArchConfig.model_validate(ckpt["arch"])
-    except Exception as exc:
-        raise ModelError(f"checkpoint architecture is not understood by this zse: {exc}") from None
+    except ValidationError as exc:
+        raise ModelError(f"{path}: its architecture is not understood by this zse: "
+                         f"{format_validation_error(exc, prefix='arch')}") from None
     g = build_enhancer(arch)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"]["g_s"].items()}
+    _check_state_fits(g, state, path, arch.kind)
     try:
         g.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"checkpoint weights do not match its architecture: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # pragma: no cover - _check_state_fits catches names and shapes first
+        raise ModelError(f"{path}: its weights do not match its architecture: {' '.join(str(exc).split())}") from None
     return g.eval()
+
+
+def _check_state_fits(g: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, kind: str) -> None:
+    """One line saying how `state` differs from `g`'s parameters and buffers (names first, then shapes)."""
+    want = g.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+
+    def first(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({first(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({first(unexpected)})")
+        raise ModelError(f"{path}: its weights do not match its architecture (arch.kind {kind!r}, {len(want)} tensors): "
+                         f"{'; '.join(parts)}; the file's arch section does not describe these weights")
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in want.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        k, got, need = wrong[0]
+        raise ModelError(f"{path}: its weights do not match its architecture (arch.kind {kind!r}): {len(wrong)} tensors have "
+                         f"the wrong shape, first '{k}': {got} in the file, {need} for the architecture")
 
 
 def export_generator(ckpt_path: str | Path, out: str | Path, *, dtype: str = "float32") -> Path:
@@ -140,11 +228,11 @@ class CheckpointFactory:
     def __init__(self, path: str | Path, name: str | None = None, amp: str | None = None) -> None:
         self.path = str(Path(path))
         ck = load_checkpoint(self.path)
+        build_g_s(ck, self.path)  # refuse an unknown architecture or unfitting weights now, not in a worker
         self.name = name or Path(path).name
         self.checksum = sha256_file(self.path)
-        m = ck.get("margin_px")
-        self.margin_px: int | None = int(m) if m is not None else None
-        self.translation_equivariant = bool(ck.get("translation_equivariant", False))
+        self.margin_px: int | None = margin_from_meta(ck.get("margin_px"), self.path)
+        self.translation_equivariant = bool_from_meta(ck.get("translation_equivariant"), "translation_equivariant", self.path)
         self.model_kind = str(ck["model_kind"])
         self.tile = dict(ck.get("tile", {}))
         if amp not in (None, "bf16"):
@@ -152,7 +240,7 @@ class CheckpointFactory:
         self.amp = amp
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        g = build_g_s(load_checkpoint(self.path)).to(device)
+        g = build_g_s(load_checkpoint(self.path), self.path).to(device)
         return make_predictor(g, device, self.amp)
 
 

@@ -12,6 +12,7 @@ Axis convention: generator tensors are (N, 1, Z, Y, X); kernel sizes and padding
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -328,8 +329,16 @@ class TrainConfig(_Frozen):
     tile_yx: int = Field(128, ge=8)
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+"""A run name: one folder name (`zse train` writes into runs/<name>), never a path."""
+
+
 class Config(_Frozen):
-    """A complete training configuration (what `zse train CONFIG.yaml` reads)."""
+    """A complete training configuration (what `zse train CONFIG.yaml` reads).
+
+    `name` names the run; `zse train` without `--out` writes into runs/<name>, so it must be a single
+    folder name (`RUN_NAME`: letters, digits, '.', '_', '+', '-'; no '/', '\\', '..' or absolute path).
+    """
 
     name: str = "custom"
     arch: ArchConfig = ArchConfig()
@@ -339,16 +348,41 @@ class Config(_Frozen):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, v: str) -> str:
+        if not RUN_NAME.fullmatch(v) or ".." in v:
+            raise ValueError("a run name is one folder name (letters, digits, '.', '_', '+', '-'; at most 100; "
+                             "no path separator, '..' or absolute path); choose the folder with --out")
+        return v
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+
+def _one_line(text: str, limit: int = 120) -> str:
+    """`text` with its whitespace runs (newlines included) collapsed, cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line for a pydantic error: every failing key (dotted, under `prefix`) with what was wrong and
+    what was given. The one place configs and checkpoint architectures turn validation errors into text."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(e) for e in err["loc"])
+        loc = ".".join([prefix] * bool(prefix) + [str(e) for e in err["loc"]]) or "(top level)"
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key '{loc}'")
         else:
-            parts.append(f"'{loc}': {err['msg']} (given {err.get('input')!r})")
-    return f"invalid configuration {source}: " + "; ".join(parts)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"'{loc}': {_one_line(msg, 240)} (given {_one_line(repr(err.get('input')), 80)})")
+    return "; ".join(parts)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML parse error: the problem and where (line, column, 1-based)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    what = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return _one_line(f"{what}{where}", 200)
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
@@ -374,7 +408,7 @@ def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(f"invalid configuration {source}: {format_validation_error(exc)}") from None
 
 
 def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -389,9 +423,16 @@ def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Co
     if not path.is_file():
         raise ConfigError(f"configuration '{spec}' is neither a file nor a preset (presets: {', '.join(preset_names())})")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration {path} is not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); expected a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"configuration {path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"configuration {path} must be a mapping, got {type(data).__name__}")
     for key, value in (overrides or {}).items():

@@ -8,7 +8,8 @@ Outputs in OUT: train_log.csv (losses per `log_every` steps), val_XXXXXXX.png (o
 fixed validation ROI, input beside output), last.pt (training checkpoint every `ckpt_every` steps
 and at the end), g_s.pt (inference checkpoint, G_S only) at the end, config.yaml.
 `resume=True` restores networks, optimisers, schedulers, pools and all RNG states from last.pt: on
-CPU, N steps straight and N/2 + resume + N/2 give identical weights.
+CPU, N steps straight and N/2 + resume + N/2 give identical weights. Without `resume`, a folder that
+already holds a run (`RUN_FILES`) is refused rather than overwritten (`prepare_run_dir`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import yaml
 from tqdm import tqdm
 
 import zse
-from zse.errors import ConfigError, InputError
+from zse.errors import ConfigError, InputError, ModelError, OutputError
 from zse.models.checkpoint import (
     FORMAT,
     NORMALISATION,
@@ -57,6 +58,36 @@ class TrainResult:
     log: Path
     seconds: float
     stopped_by: str  # "max_steps" | "max_minutes"
+
+
+RUN_FILES = ("last.pt", "g_s.pt", "train_log.csv", "config.yaml")
+"""Files a training run writes into its folder; any of them present means the folder holds a run."""
+
+
+def prepare_run_dir(out_dir: str | Path, resume: bool) -> Path:
+    """Create the run folder for a new run, or check it holds a checkpoint for `resume`.
+
+    Raises:
+        OutputError: OUT is a file, cannot be created, or (without `resume`) already holds a run, which
+            a new run would overwrite.
+        InputError: `resume` without OUT/last.pt.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"the run folder {out} is a file; choose a folder with --out")
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise InputError(f"--resume: no checkpoint {out / 'last.pt'} to resume from")
+        return out
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held:
+        raise OutputError(f"{out} already holds a training run ({', '.join(held)}); pass --resume to continue it, or "
+                          "choose another --out (or run name) for a new run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -111,16 +142,24 @@ def restore_training(last: Path, cfg: Config, nets: dict[str, torch.nn.Module], 
     """Load `last` into networks, optimisers, schedules and RNGs for `--resume` (refusing a checkpoint
     trained with another configuration, `train.*` aside); returns the checkpoint dict."""
     ck = load_checkpoint(last, map_location="cpu")
-    diff = config_sections_differ(ck.get("config", {}), cfg)
+    if ck.get("kind") != "training":
+        raise ModelError(f"--resume: {last} is an {ck.get('kind')!r} checkpoint, not a training checkpoint (written by "
+                         "`zse train` with optimiser and RNG states)")
+    recorded = ck.get("config", {})
+    diff = config_sections_differ(recorded if isinstance(recorded, dict) else {}, cfg)
     if diff:
         raise ConfigError(f"--resume: {last} was trained with a different configuration (sections differ: {', '.join(diff)})")
-    for k, m in nets.items():
-        m.load_state_dict(ck["state"][k])
-    for k, o in opts.items():
-        o.load_state_dict(ck["optim"][k])
-    for k, s in scheds.items():
-        s.load_state_dict(ck["sched"][k])
-    _set_rng_state(ck["rng"], np_rng, py_rng, device)
+    try:
+        for k, m in nets.items():
+            m.load_state_dict(ck["state"][k])
+        for k, o in opts.items():
+            o.load_state_dict(ck["optim"][k])
+        for k, s in scheds.items():
+            s.load_state_dict(ck["sched"][k])
+        _set_rng_state(ck["rng"], np_rng, py_rng, device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+        raise ModelError(f"--resume: {last} cannot be resumed from ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]}); it is damaged or not written by this zse") from None
     return ck
 
 
@@ -224,12 +263,9 @@ def train(
 
         return train_unet3d_gan(cfg, out_dir, resume=resume, progress=progress, data=data)  # type: ignore[no-any-return]
     t_start = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise InputError(f"--resume: no checkpoint {last} to resume from")
     device = resolve_device(cfg.train.device)
+    out = prepare_run_dir(out_dir, resume)
+    last = out / "last.pt"
     tc, lc = cfg.train, cfg.loss
     if tc.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -270,9 +306,13 @@ def train(
     step = 0
     if resume:
         ck = restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)
-        for k, p in pools.items():
-            p.load_state_dict(ck["pools"][k], device)
-        step = int(ck["step"])
+        try:
+            for k, p in pools.items():
+                p.load_state_dict(ck["pools"][k], device)
+            step = int(ck["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise ModelError(f"--resume: {last} cannot be resumed from (pools or step: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]})") from None
 
     if tc.compile:
         g_s_run: Any = torch.compile(g_s)

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 import zse
-from zse.errors import InputError
+from zse.errors import ModelError
 from zse.models.checkpoint import (
     FORMAT,
     NORMALISATION,
@@ -95,18 +95,16 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
         _lr_lambda,
         _rng_state,
         open_log,
+        prepare_run_dir,
         resolve_device,
         restore_training,
         seed_everything,
     )
 
     t_start = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise InputError(f"--resume: no checkpoint {last} to resume from")
     device = resolve_device(cfg.train.device)
+    out = prepare_run_dir(out_dir, resume)
+    last = out / "last.pt"
     tc, pc, oc = cfg.train, cfg.physics, cfg.optim
     if tc.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -144,7 +142,10 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
 
     step = 0
     if resume:
-        step = int(restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)["step"])
+        ck = restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)
+        if not isinstance(ck.get("step"), int):
+            raise ModelError(f"--resume: {last} has no step count (step {ck.get('step')!r}); it is damaged")
+        step = int(ck["step"])
     log_f, writer = open_log(out, cfg, resume, LOG_FIELDS)
     log_path = out / "train_log.csv"
 

@@ -22,11 +22,12 @@ import zarr
 
 from zse.errors import InputError
 from zse.pipeline.blend import Merger, weights_2d
+from zse.pipeline.chunks import open_source_array
 from zse.pipeline.geometry import Block, Box, Lattice, reflect_indices
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.intensity import from_unit, to_unit
 from zse.pipeline.plan import mark_done
-from zse.pipeline.write import clear_region, sync_region
+from zse.pipeline.write import clear_region, open_output_array, sync_region
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def device_lock(device: str) -> threading.Lock:
 
 def _open(path: str, mode: str) -> zarr.Array:
     # Opened per task (cheap: one metadata read), never cached: an output may be re-created between runs.
-    return zarr.open_array(path, mode=mode)  # type: ignore[arg-type]
+    # Read-only arrays (IN, and the level a pyramid level is built from) decode through the checked codecs.
+    return open_source_array(path) if mode == "r" else open_output_array(path)
 
 
 def read_region(array: zarr.Array, box: Box, label: str = "input") -> np.ndarray:

@@ -155,8 +155,10 @@ class OutputLock:
     # ------------------------------------------------------------------------------------ acquire / release
 
     def acquire(self) -> OutputLock:
-        if not self.path.parent.is_dir():
-            raise OutputError(f"cannot write {self.out_path}: its folder {self.path.parent} does not exist")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # `zse enhance IN results/new/OUT` creates results/new
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out_path}: cannot create its folder {self.path.parent} ({exc.strerror})") from exc
         for _ in range(3):
             if self._create():
                 self._start_heartbeat()

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
+from zse.pipeline.chunks import check_chunks
 from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.lock import OutputLock
@@ -248,6 +249,7 @@ def run_enhance(
     section_id: str | None = None,
     note: Callable[[str], None] | None = None,
     cluster: Callable[[], AbstractContextManager[tuple[Any, dict[str, float] | None]]] | None = None,
+    allow_missing_chunks: bool = False,
 ) -> RunSummary:
     """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring.
 
@@ -255,7 +257,8 @@ def run_enhance(
     tissue map), then the output's lock (zse.pipeline.lock), then the writes. `--overwrite` of a finished
     output writes the new one beside it and swaps it in at the end, so the old result stays until the new
     one is complete; `--resume` re-checks the done-marked blocks' shards and redoes damaged ones.
-    `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
+    Absent chunk files in IN are refused unless `allow_missing_chunks` (then read as the fill value, with
+    a note; zse.pipeline.chunks). `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
     after the checks and yields (client, task resources): callers that start a cluster for the run pass it
     (zse.workflows.cluster), so that a refused run never starts one; else `client` and `resources` are used.
     """
@@ -268,6 +271,9 @@ def run_enhance(
     spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
     check_output_location(source, out_path)
     check_output_path(out_path, overwrite=overwrite, resume=resume)
+    for line in check_chunks(source, allow_missing=allow_missing_chunks):
+        if note is not None:
+            note(line)
     check_model(factory, source, options.tile)
     r = getattr(factory, "margin_px", None)
     if r is not None and lattice.margin < r and note is not None:

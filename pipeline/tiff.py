@@ -35,6 +35,7 @@ one-line message naming the file and what is valid.
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import re
 import threading
@@ -51,7 +52,7 @@ import tifffile
 import zarr
 from dask.base import tokenize
 
-from zse.errors import ConfigError, InputError
+from zse.errors import ConfigError, InputError, ZseError
 
 __all__ = [
     "GRAY_FORMULA",
@@ -392,26 +393,144 @@ def _voxel_size(tif: tifffile.TiffFile, page: tifffile.TiffPage) -> tuple[VoxelS
     return (None, None, None), None, notes
 
 
+#: tifffile log messages that mean the file is truncated or damaged (its structure points past the end,
+#: pages or values are missing): tifffile logs them and carries on with what it could read.
+_DAMAGE_LOG = re.compile(
+    r"offset|corrupt|could not read all|missing data|missing \d+ (frames|pages)|incompletely written|"
+    r"ByteCounts|out of range|Missing data",
+    re.IGNORECASE,
+)
+
+
+class _TiffDamageLog(logging.Filter):
+    """While active, holds back tifffile's log records that report a damaged file (see `_DAMAGE_LOG`).
+
+    tifffile logs such damage (a value or page offset beyond the end of the file, a corrupted tag list)
+    and goes on with less: fewer pages, no OME-XML. zse refuses the file instead, with one line; other
+    tifffile records pass through unchanged. Installed on the ``tifffile`` logger for the duration of a
+    ``with`` block (inspection runs before any pixel is read, in the calling thread).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("zse-tiff-damage")
+        self.damage: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING and _DAMAGE_LOG.search(message):
+            self.damage.append(re.sub(r"^(<[^>]*>\s*)+", "", message).strip())
+            return False
+        return True
+
+    def __enter__(self) -> _TiffDamageLog:
+        logging.getLogger("tifffile").addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("tifffile").removeFilter(self)
+
+    def check(self, path: Path, tif: tifffile.TiffFile | None = None) -> None:
+        """Raise `InputError` naming `path`, tifffile's first complaint and how many pages were readable
+        (from `tif`, when open) if any damage was logged."""
+        if self.damage:
+            more = f" (and {len(self.damage) - 1} more problem(s))" if len(self.damage) > 1 else ""
+            read = ""
+            if tif is not None:
+                try:
+                    read = f"; {len(tif.pages)} page(s) readable"
+                except Exception:  # noqa: BLE001 - only a detail of the message
+                    read = ""
+            raise InputError(
+                f"{path} is truncated or damaged: {self.damage[0]}{more}{read}; the file is "
+                f"{path.stat().st_size} bytes: copy or export it again"
+            )
+
+
 def inspect_tiff(path: str | Path) -> TiffInfo:
     """Describe level 0 of series 0 of a TIFF file without reading pixel data.
 
-    Raises `InputError` for a file that is not a TIFF, cannot be parsed, has no image, an unsupported
-    dtype (valid: uint8, uint16) or axes that are not (planes,) Y, X (, channels or samples).
+    Raises `InputError` for a file that is not a TIFF, cannot be parsed, is truncated or damaged (its
+    structure or a strip/tile of level 0 lies beyond the end of the file, see `check_complete`), has no
+    image, an unsupported dtype (valid: uint8, uint16) or axes that are not (planes,) Y, X (, channels or
+    samples).
     """
     path = Path(path)
     _check_magic(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return _inspect_open(path, tif)
-    except tifffile.TiffFileError as exc:
-        raise InputError(f"{path} is not a readable TIFF file ({exc})") from None
+    with _TiffDamageLog() as log:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series  # parses the pages (tifffile logs damage found on the way)
+                log.check(path, tif)
+                info = _inspect_open(path, tif, series)
+                log.check(path, tif)
+                return info
+        except ZseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to parse the file's structure is about the file
+            log.check(path)
+            raise InputError(f"{path} is not a readable TIFF file ({type(exc).__name__}: {exc})") from None
 
 
-def _inspect_open(path: Path, tif: tifffile.TiffFile) -> TiffInfo:
-    if not tif.series:
+def check_complete(path: Path, level0: Any) -> None:
+    """Refuse a level 0 whose pixel data is not all in the file: a size of 0, a missing page, a page
+    listing another number of strips/tiles than its size needs (a damaged size or tile tag), or a
+    strip/tile whose bytes (``dataoffsets`` + ``databytecounts``) run past the end of the file holding it.
+
+    `level0`: tifffile's `TiffPageSeries` of level 0 of series 0. Reads only page metadata. Raises
+    `InputError` naming the file, the plane (index into the series' pages) and the file size.
+    """
+    total = len(level0.pages)
+    key = level0.keyframe
+    kind = "tile" if key.is_tiled else "strip"
+    if any(int(n) < 1 for n in key.shape) or (key.is_tiled and min(int(key.tilelength), int(key.tilewidth)) < 1):
+        tile = f", {kind} {key.tilelength}×{key.tilewidth}" if key.is_tiled else ""
+        raise InputError(f"{path} is damaged: level 0 has shape {tuple(key.shape)}{tile} (a size is 0)")
+    n_segments = math.prod(int(n) for n in key.chunked)
+    for i, page in enumerate(level0.pages):
+        where = f"plane {i}" if total > 1 else "its image"
+        if page is None:
+            raise InputError(
+                f"{path} is incomplete: {where} of {total} (series 0) is not in the file (nor in a file it "
+                "names); copy or export the stack again"
+            )
+        size = int(page.parent.filehandle.size)
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+        if offsets.shape != counts.shape:
+            raise InputError(f"{path} is damaged: {where} (page {page.index}) lists {offsets.size} strip/tile "
+                             f"offsets but {counts.size} byte counts")
+        if offsets.size != n_segments and not key.is_ndpi:
+            raise InputError(
+                f"{path} is damaged: {where} (page {page.index}) lists {offsets.size} {kind}s but its size "
+                f"{tuple(key.shape)} in {kind}s of {tuple(key.chunks)} needs {n_segments}; copy or export it again"
+            )
+        bad = np.flatnonzero((counts > 0) & ((offsets < 0) | (offsets + counts > size)))
+        if bad.size:
+            k = int(bad[0])
+            raise InputError(
+                f"{path} is truncated: {where} (page {page.index}) needs {kind} {k} at bytes "
+                f"{offsets[k]}..{offsets[k] + counts[k]} but the file ends at byte {size} "
+                f"({bad.size} of {offsets.size} {kind}s of this plane are cut); copy or export it again"
+            )
+    offset = level0.dataoffset
+    if offset is not None and level0.pages and level0.pages[0] is not None:
+        size = int(level0.pages[0].parent.filehandle.size)
+        end = int(offset) + int(level0.nbytes)
+        if end > size:
+            plane_bytes = max(1, int(level0.nbytes) // max(1, level0.get_shape(True)[0]))
+            raise InputError(
+                f"{path} is truncated: its {level0.get_shape(True)} stack needs bytes {offset}..{end} but the "
+                f"file ends at byte {size} (cut in plane {max(0, size - int(offset)) // plane_bytes}); "
+                "copy or export it again"
+            )
+
+
+def _inspect_open(path: Path, tif: tifffile.TiffFile, all_series: Sequence[Any]) -> TiffInfo:
+    if not all_series:
         raise InputError(f"{path} holds no image")
-    series = tif.series[0]
+    series = all_series[0]
     level0 = series.levels[0]
+    check_complete(path, level0)
     page = level0.keyframe
     axes = level0.get_axes(True)
     shape = tuple(int(s) for s in level0.get_shape(True))
@@ -450,7 +569,7 @@ def _inspect_open(path: Path, tif: tifffile.TiffFile) -> TiffInfo:
     vs, vs_from, notes = _voxel_size(tif, page)
     if z == 1 and vs_from != "OME-XML PhysicalSize":
         vs = (None, vs[1], vs[2])  # a single plane says nothing about the z step
-    ignored = tuple(s.name or f"series {i}" for i, s in enumerate(tif.series) if i > 0)
+    ignored = tuple(s.name or f"series {i}" for i, s in enumerate(all_series) if i > 0)
     return TiffInfo(
         path=path,
         kind=str(series.kind),
@@ -486,19 +605,20 @@ class TiffLevel0:
     handle, serialised by tifffile's file lock; decoding runs in the calling thread.
     """
 
-    def __init__(self, path: str | Path, shape: Sequence[int], dtype: np.dtype | str) -> None:
+    def __init__(self, path: str | Path, shape: Sequence[int], dtype: np.dtype | str, axes: str = "") -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
+        self.axes = axes  # tifffile's axis letters of `shape` ("" where unknown): only for error messages
         self._tif: tifffile.TiffFile | None = None
         self._array: zarr.Array | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "shape": self.shape, "dtype": self.dtype}
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype, "axes": self.axes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["shape"], state["dtype"])  # type: ignore[misc]
+        self.__init__(state["path"], state["shape"], state["dtype"], state.get("axes", ""))  # type: ignore[misc]
 
     def _open(self) -> zarr.Array:
         if self._array is None:
@@ -526,7 +646,34 @@ class TiffLevel0:
         return tuple(self._open().chunks)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self._open()[key])
+        """Decode the selection. A strip or tile that cannot be read or decoded (a damaged file) raises
+        `InputError` naming the file and the region (plane, y and x ranges) instead of the codec's error."""
+        try:
+            return np.asarray(self._open()[key])
+        except ZseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - codec and I/O errors of a damaged file: one line naming it
+            raise InputError(
+                f"cannot read {self.path} at {self._region(key)}: {type(exc).__name__}: {exc}; the file is damaged "
+                "(a strip or tile does not decode): copy or export it again"
+            ) from None
+
+    def _region(self, key: Any) -> str:
+        """``plane 3, y 0:64, x 0:80`` for an index `key` into this array (tifffile's axis order)."""
+        keys = key if isinstance(key, tuple) else (key,)
+        parts = []
+        for i, k in enumerate(keys[: self.ndim]):
+            letter = self.axes[i] if i < len(self.axes) else f"axis {i}"
+            name = "plane" if letter in _PLANE_AXES else letter.lower()
+            if isinstance(k, slice):
+                start, stop, _ = k.indices(self.shape[i])
+                if letter in "CS" and (start, stop) == (0, self.shape[i]):
+                    continue
+                parts.append(f"{name} {start}" if stop - start == 1 and letter in _PLANE_AXES
+                             else f"{name} {start}:{stop}")
+            else:
+                parts.append(f"{name} {k}")
+        return ", ".join(parts) or "its pixels"
 
     def close(self) -> None:
         """Close the file handle (it is reopened on the next read)."""
@@ -558,7 +705,7 @@ def tiff_dask(info: TiffInfo, block_yx: tuple[int, int] = (1024, 1024)) -> da.Ar
     Blocks: one plane, all channels, and in y and x the whole number of TIFF tiles nearest to `block_yx`
     (for a stripped TIFF: the whole width, so strips are decoded once). Nothing is read until computed.
     """
-    src = TiffLevel0(info.path, info.shape, info.dtype)
+    src = TiffLevel0(info.path, info.shape, info.dtype, info.axes)
     ty, tx = info.tile_yx
     ny, nx = info.yx
     by = _aligned(block_yx[0], ty, ny)

@@ -2,7 +2,9 @@
 
 Inputs (see `zse.pipeline.tiff`): a folder, glob pattern or list of per-plane TIFFs (each possibly a
 pyramidal tiled BigTIFF with thumbnail, label and macro images, Aperio/Huron style; level 0 of series 0
-is read lazily), or one multi-page TIFF / OME-TIFF stack. Everything is validated before OUT is created.
+is read lazily), or one multi-page TIFF / OME-TIFF stack. Everything is validated before OUT is created,
+truncated files included (every strip/tile of level 0 must lie inside its file); damage found only while
+writing (a strip that does not decode) ends in one line, and the unfinished OUT this run created is removed.
 The output follows `zse enhance`'s conventions (`zse.pipeline.write.write_volume`): NGFF 0.5 (or 0.4),
 axes ``zyx`` (grayscale, RGB converted with BT.601 luma) or ``czyx`` (``--channel-mode keep``), the
 input dtype, a y-x pyramid, and the provenance under the group's ``zse`` attribute.
@@ -10,7 +12,9 @@ input dtype, a y-x pyramid, and the provenance under the group's ``zse`` attribu
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 import click
 
 from zse import __version__
-from zse.errors import ConfigError, OutputError
+from zse.errors import ConfigError, OutputError, ZseError
 
 
 def parse_triple(text: str | None, flag: str, *, positive: bool) -> tuple[float, float, float] | None:
@@ -39,7 +43,8 @@ def parse_triple(text: str | None, flag: str, *, positive: bool) -> tuple[float,
 
 
 def check_output(output: Path, inputs: tuple[str, ...], overwrite: bool) -> None:
-    """Refuse an OUT that is not a .zarr path, exists without --overwrite, or is one of the inputs."""
+    """Refuse an OUT that is not a .zarr path, exists without --overwrite, or is, holds or lies inside one
+    of the inputs (paths compared resolved, so through symbolic links; a glob pattern by its folder part)."""
     if not output.name.lower().endswith(".zarr"):
         raise ConfigError(
             f"OUT {output} must end in .zarr (e.g. section.ome.zarr); the last argument is the output, "
@@ -49,9 +54,39 @@ def check_output(output: Path, inputs: tuple[str, ...], overwrite: bool) -> None
     for item in inputs:
         p = Path(item).resolve()
         if p == resolved or resolved in p.parents:
-            raise ConfigError(f"OUT {output} is also an input ({item}); choose another output path")
+            raise ConfigError(f"OUT {output} is also an input ({item}) or holds it; choose another output path")
+        if p in resolved.parents:
+            raise ConfigError(f"OUT {output} lies inside the input {item}; write the output outside its inputs")
     if output.exists() and not overwrite:
         raise OutputError(f"{output} already exists; pass --overwrite to replace it")
+
+
+def _ours_unfinished(output: Path, attrs: dict[str, Any]) -> bool:
+    """True when `output` is a real folder holding the unfinished output of this run: a Zarr group whose
+    ``zse`` record carries every item of `attrs` (this run's provenance) and a status other than complete."""
+    if output.is_symlink() or not output.is_dir():
+        return False
+    try:
+        import zarr
+
+        record = dict(zarr.open_group(str(output), mode="r").attrs).get("zse")
+    except Exception:  # noqa: BLE001 - unreadable: not provably ours, so it is kept
+        return False
+    if not isinstance(record, dict) or record.get("status") == "complete":
+        return False
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    return all(k in record and same(record[k], v) for k, v in attrs.items())
+
+
+def remove_partial_output(output: Path, attrs: dict[str, Any]) -> bool:
+    """Delete the unfinished output this run created at `output` (see `_ours_unfinished`); anything else
+    (another run's output, a user's folder, a finished output) is left alone. Returns True if removed."""
+    if not _ours_unfinished(output, attrs):
+        return False
+    shutil.rmtree(output, ignore_errors=True)
+    return not output.exists()
 
 
 @click.command("convert")
@@ -95,9 +130,21 @@ def convert(inputs: tuple[str, ...], output: Path, voxel_size: str | None, origi
         **volume.provenance(),
     }
     start = time.perf_counter()
-    write_volume(output, volume.data, axes=volume.axes, voxel_size_um=volume.voxel_size_um,
-                 translation_um=translation, ngff=ngff, attrs=attrs, overwrite=overwrite, progress=not quiet,
-                 block=block)
+    try:
+        write_volume(output, volume.data, axes=volume.axes, voxel_size_um=volume.voxel_size_um,
+                     translation_um=translation, ngff=ngff, attrs=attrs, overwrite=overwrite, progress=not quiet,
+                     block=block)
+    except BaseException as exc:
+        # Damage found while writing (a strip that does not decode, a full disk, Ctrl-C): conversion has
+        # no resume, so the unfinished output this run created is removed, never anything else.
+        removed = remove_partial_output(output, attrs)
+        if isinstance(exc, ZseError):
+            note = f"; removed the unfinished {output}" if removed else ""
+            raise type(exc)(f"{exc.message}{note}") from None
+        if isinstance(exc, OSError):
+            note = f"; removed the unfinished {output}" if removed else ""
+            raise OutputError(f"cannot write {output}: {exc.strerror or exc}{note}") from None
+        raise
     seconds = time.perf_counter() - start
     if not quiet:
         shape = "×".join(str(s) for s in volume.data.shape)

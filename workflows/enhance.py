@@ -42,11 +42,12 @@ def check_device(device: str) -> None:
 @click.option("--gpu-tasks", type=click.IntRange(1, 8), default=3, show_default=True, help="Block tasks per GPU at once: one computes while the others read and write.")
 @click.option("--amp", type=click.Choice(["none", "bf16"]), default="none", show_default=True, help="Mixed precision for zse checkpoints and exported programs on GPU (checked against fp32 in the GPU tests).")
 @click.option("--section-id", default=None, help="Section identifier recorded in the output (default: the input's, if it has one).")
+@click.option("--allow-missing-chunks", is_flag=True, help="Read chunk files absent from IN as the array's fill value (with a note) instead of refusing IN.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @cluster_options
 def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int | None, margin: int | None,
             block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
-            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, quiet: bool, cluster_opts: dict[str, Any]) -> None:
+            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, allow_missing_chunks: bool, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
     from zse.models.registry import best_model, resolve
     from zse.pipeline.ngff import open_image
@@ -72,6 +73,6 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
 
     summary = run_enhance(source, output_path, factory, opts, resume=resume, overwrite=overwrite, progress=not quiet,
                           provenance=provenance, section_id=section_id, note=note,
-                          cluster=None if workers == 0 else cluster)
+                          cluster=None if workers == 0 else cluster, allow_missing_chunks=allow_missing_chunks)
     for line in [f"zse enhance: {input_path} -> {output_path} (model {factory.name}, margin {summary.margin})", *summary.lines()]:
         click.echo(line, err=True)

@@ -23,7 +23,7 @@ from typing import Any
 import click
 import numpy as np
 
-from zse.errors import ConfigError, InputError
+from zse.errors import ConfigError, InputError, OutputError
 
 DEFAULT_ROI = 128
 
@@ -46,6 +46,14 @@ class Roi:
 def is_npz_dataset(path: Path) -> bool:
     """True for a folder holding .npz stacks directly or in trainB/."""
     return path.is_dir() and (any(path.glob("*.npz")) or any((path / "trainB").glob("*.npz")))
+
+
+def input_data_dir(path: Path) -> Path:
+    """What INPUT reads: the image itself, or for a .npz dataset the folder holding the stacks (INPUT,
+    or INPUT/trainB/ when INPUT holds none itself, as `zse.models.metrics.paper.npz_files` reads them)."""
+    if is_npz_dataset(path) and not any(path.glob("*.npz")):
+        return path / "trainB"
+    return path
 
 
 def _open(path: Path, what: str) -> Any:
@@ -88,6 +96,10 @@ def sample_roi_origins(img: Any, n: int, size: int, seed: int, tissue_threshold:
     nz, ny, nx = img.meta.shape_zyx
     if size > ny or size > nx:
         raise ConfigError(f"--roi-size {size} is larger than the volume's y, x size ({ny}, {nx}); valid: ≤ {min(ny, nx)}")
+    positions = (ny - size + 1) * (nx - size + 1)
+    if n > positions:
+        raise ConfigError(f"--rois {n} is more than the {positions} distinct {size}×{size} px ROI positions in "
+                          f"{img.path} ({ny}×{nx} px in y, x); valid: 1..{positions}")
     tm = tissue_map(img, threshold=tissue_threshold)
     fy, fx = tm.factor_yx
     rng = np.random.default_rng(seed)
@@ -341,6 +353,33 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
 # ------------------------------------------------------------------------------------------ report
 
 
+def check_report_dir(report_dir: Path, inputs: dict[str, Path | None]) -> None:
+    """Refuse a --report folder that is a file, or that is, holds or lies inside one of `inputs`
+    ({label: path}, e.g. INPUT, OUTPUT, --ground-truth, --model; None entries skipped): the report must
+    never write into (or around) what is measured. Paths are compared resolved, so through symbolic
+    links. Raises `ConfigError` with one line; nothing is written.
+    """
+    if report_dir.exists() and not report_dir.is_dir():
+        raise ConfigError(f"--report {report_dir} exists and is not a folder; give a new or existing folder for the report")
+    rep = report_dir.resolve()
+    for label, path in inputs.items():
+        if path is None or not path.exists():
+            continue
+        src = path.resolve()
+        if rep == src:
+            how = "is"
+        elif src in rep.parents:
+            how = "lies inside"
+        elif rep in src.parents:
+            how = "holds"
+        else:
+            continue
+        raise ConfigError(
+            f"--report {report_dir} {how} {label} {path}; the report would be written among the inputs: "
+            "give a folder of its own, outside INPUT, OUTPUT and --ground-truth (e.g. --report report/)"
+        )
+
+
 def write_report(results: dict[str, Any], rois: list[Roi], report_dir: Path, info: dict[str, Any], *,
                  max_views: int = 3) -> list[Path]:
     """Write every report file (see module doc) into `report_dir`; returns their paths."""
@@ -447,6 +486,8 @@ def evaluate(input_path: Path, output_path: Path | None, report_dir: Path, gt_pa
         raise ConfigError(f"--section-step {section_step} is invalid; valid: an integer ≥ 1")
     if output_path is not None and model is not None:
         raise ConfigError("give either OUTPUT or --model, not both")
+    check_report_dir(report_dir, {"INPUT": input_data_dir(input_path), "OUTPUT": output_path,
+                                  "--ground-truth": gt_path, "--model": Path(model) if model is not None else None})
     if not input_path.exists():
         raise InputError(f"INPUT {input_path}: no such file or directory")
     if is_npz_dataset(input_path):
@@ -466,6 +507,10 @@ def evaluate(input_path: Path, output_path: Path | None, report_dir: Path, gt_pa
     results = evaluate_rois(roi_list, focal=focal, fm_t=fm_t, section_step=section_step, tile=tile, overlap=overlap,
                             margin=margin)
     info["seconds"] = round(time.time() - t0, 2)
-    write_report(results, roi_list, report_dir, info)
+    try:
+        write_report(results, roi_list, report_dir, info)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report into {report_dir}: {exc.strerror or exc}"
+                          f"{f' ({exc.filename})' if exc.filename else ''}") from None
     s = results["summary"]
     click.echo(f"zse evaluate: {len(roi_list)} ROI(s), in-focus plane {s['focal_plane']} → {report_dir / 'index.html'}", err=True)

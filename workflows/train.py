@@ -12,7 +12,8 @@ import click
 @click.argument("config", metavar="CONFIG")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Output folder (checkpoints, train_log.csv, validation PNGs). Default: runs/<config name>.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (networks, optimisers, pools, RNG states).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (networks, optimisers, pools, RNG states). "
+              "Without it, an OUT that already holds a run is refused, never overwritten.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the config's train.device).")
 @click.option("--data", "data", default=None, help="Dataset folder in the ZSE-GAN layout (overrides data.path).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides train.max_steps).")
@@ -27,12 +28,13 @@ def train(config: str, out: Path | None, resume: bool, device: str | None, data:
     """Train from CONFIG (a YAML file or a preset name: notebook, paper, zse-gan).
 
     Writes OUT/last.pt (training checkpoint, for --resume) and OUT/g_s.pt (inference checkpoint,
-    usable as `zse enhance --model OUT/g_s.pt`).
+    usable as `zse enhance --model OUT/g_s.pt`). The config's `name` (default OUT runs/<name>) must be
+    one folder name.
     """
     import yaml
 
     from zse.errors import ConfigError
-    from zse.models.config import load_config
+    from zse.models.config import load_config, yaml_problem
     from zse.models.train import train as run_train
 
     overrides: dict[str, Any] = {}
@@ -40,7 +42,12 @@ def train(config: str, out: Path | None, resume: bool, device: str | None, data:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. loss.p=0.3)")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        if not key.strip():
+            raise ConfigError(f"--set {item!r}: the key is empty; expected KEY=VALUE (e.g. loss.p=0.3)")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
     cli_values: list[tuple[str, Any]] = [("train.device", device), ("data.path", data), ("train.max_steps", max_steps),
                                          ("train.max_minutes", max_minutes), ("train.amp", amp), ("train.seed", seed)]
     for key, value in cli_values:
