@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
@@ -26,10 +25,9 @@ from zse.models.config import GeneratorConfig
 from zse.models.export import ExportedProgramFactory, export_checkpoint, read_metadata
 from zse.models.networks.generators import build_generator, structural_radius_yx
 from zse.models.registry import resolve
-from zse.workflows.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
-from zse_pipeline_helpers import assert_one_line_error, tree_digest  # noqa: E402
+from zse_pipeline_helpers import assert_one_line_error, run_cli, tree_digest  # noqa: E402
 
 TINY = GeneratorConfig(widths=(4, 8, 8), n_res=1, in_kernel=(3, 3, 3), out_kernel=(3, 3, 3), out_padding=None,
                        norm="none", res_norm="none", upsample="trilinear", padding_yx="reflect", skip="add")
@@ -48,17 +46,6 @@ class Evil:
 # ---------------------------------------------------------------- helpers
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    """`zse ARGS…` in this process: (returncode, stdout, stderr) as a CompletedProcess."""
-    argv = [str(a) for a in args]
-    capsys.readouterr()
-    try:
-        main(argv)
-        rc = 0
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, rc, out.out, out.err)
 
 
 def tiny_input(tmp_path: Path) -> Path:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +97,27 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     for n in needles:
         assert n in line, f"{n!r} not in error line {line!r}"
     return line
+
+
+def run_cli(capsys: Any, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+    """`zse ARGS…` in this process through `zse.workflows.cli.main`; output captured with pytest's `capsys`.
+
+    Returns a CompletedProcess: returncode from SystemExit; an exception escaping main() (a bug: the CLI
+    would print a traceback) becomes returncode 1 with its traceback on stderr.
+    """
+    import traceback
+
+    from zse.workflows.cli import main
+
+    argv = [str(a) for a in args]
+    capsys.readouterr()
+    tb = ""
+    try:
+        main(argv)
+        rc = 0
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - reported as the traceback the CLI would show
+        rc, tb = 1, traceback.format_exc()
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["zse", *argv], rc, out, err + tb)

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from zse.workflows.cli import main
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from test_train import make_dataset, tiny_config  # noqa: E402
-from zse_pipeline_helpers import assert_one_line_error, tree_digest  # noqa: E402
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    """`zse ARGS…` in this process: (returncode, stdout, stderr) as a CompletedProcess."""
-    argv = [str(a) for a in args]
-    capsys.readouterr()
-    try:
-        main(argv)
-        rc = 0
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, rc, out.out, out.err)
+from zse_pipeline_helpers import assert_one_line_error, run_cli, tree_digest  # noqa: E402
 
 
 def config_file(tmp_path: Path, data: Path, **changes: object) -> Path:
