@@ -155,7 +155,7 @@ def main() -> None:
     in_bytes = sum(f.stat().st_size for f in files)
 
     # baseline: a child that imports what convert imports
-    imports = "import zse.workflows.convert, zse.pipeline.tiff, zse.pipeline.write, dask.array, zarr, tifffile, imagecodecs"
+    imports = "import zse.workflows.convert, zse.pipeline.io.tiff, zse.pipeline.io.write, dask.array, zarr, tifffile, imagecodecs"
     base = {"maxrss_mib": float("nan")} if args.skip_baseline else _run_measured([sys.executable, "-c", imports])
     out = args.workdir / "out.ome.zarr"
     # ru_maxrss of RUSAGE_CHILDREN is a max over all children so far: measure convert from a fresh parent

@@ -11,14 +11,14 @@
 5. copy-through in process_block (pipeline/block.py): `torch.where(covered[None], values, inp)` over the whole
    block → only when some pixel is uncovered, and then only on those pixels. Same values.
 3. zarr writes with `write_empty_chunks=True` (no per-chunk "all equal to fill value?" scan) and Blosc
-   zstd level 1 instead of 3 (pipeline/write.py). Same values; slightly larger files.
+   zstd level 1 instead of 3 (pipeline/io/write.py). Same values; slightly larger files.
 Times are the best of --repeat runs, one process, on whatever machine runs it (note the load).
 
     python benchmarks/fixes.py --pipeline [--model identity] [--shape 29,2048,2048]
 
 runs `run_enhance` in process as it is and with fixes 1, 2, 5, 6, 7 patched in (monkeypatching
 zse.pipeline.block.read_region, zse.pipeline.block.from_unit, zse.pipeline.pyramid.downsample_mean_yx,
-zse.pipeline.write._compressor and zarr's write_empty_chunks), checks that level 0 and level 1 are
+zse.pipeline.io.write._compressor and zarr's write_empty_chunks), checks that level 0 and level 1 are
 identical, and prints wall and CPU seconds. With `--model identity` this is the pipeline's host work
 alone: what a GPU pipeline pays per block beside the model.
 """
@@ -82,12 +82,12 @@ def pipeline_compare(shape: tuple[int, int, int], model: str, repeat: int) -> No
     import zarr
 
     import zse.pipeline.block as block
+    import zse.pipeline.io.write as write
     import zse.pipeline.pyramid as pyramid
-    import zse.pipeline.write as write
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
-    from zse.pipeline.write import write_volume
     from zse.workflows.bench import make_factory, make_slide
 
     work = Path(tempfile.mkdtemp(prefix="zse-fixes-"))

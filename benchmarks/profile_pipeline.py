@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args(argv)
 
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
-    from zse.pipeline.write import write_volume
     from zse.workflows.bench import make_factory, make_slide
 
     work = Path(tempfile.mkdtemp(prefix="zse-prof-"))

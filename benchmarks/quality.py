@@ -196,10 +196,10 @@ def real_part(cache: Cache, models: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def tiling_part(cache: Cache, rois: list[np.ndarray], models: list[tuple[str, Any]], work: Path) -> dict[str, Any]:
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
     from zse.pipeline.run import lattice_params, run_enhance
-    from zse.pipeline.write import write_volume
 
     n = int(np.sqrt(len(rois)))
     ny = nx = n * rois[0].shape[-1]

@@ -22,12 +22,12 @@ import zarr
 
 from zse.errors import InputError
 from zse.pipeline.blend import Merger, weights_2d
-from zse.pipeline.chunks import open_source_array
 from zse.pipeline.geometry import Block, Box, Lattice, reflect_indices
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.intensity import from_unit, to_unit
+from zse.pipeline.io.chunks import open_source_array
+from zse.pipeline.io.write import clear_region, open_output_array, sync_region
 from zse.pipeline.plan import mark_done
-from zse.pipeline.write import clear_region, open_output_array, sync_region
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def make_options(**kwargs: object) -> EnhanceOptions:
     if opts.tile > MAX_TILE:
         raise ConfigError(f"--tile {opts.tile} is too large; valid: {MAX_TILE_HINT}")
     if opts.block is not None:
-        from zse.pipeline.write import check_block
+        from zse.pipeline.io.write import check_block
 
         check_block(opts.block)
     return opts

@@ -7,7 +7,7 @@
   the output; `--resume` refuses a different one.
 - Done markers (`OUT/.zse/done/L<level>/<row>_<col>`): written after a block's writes returned, with
   the block's state ("done" or "skipped"). A run is complete when every marker of every level exists
-  and the OME metadata has been written (zse.pipeline.write.finalize_output).
+  and the OME metadata has been written (zse.pipeline.io.write.finalize_output).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 from zse.errors import InputError, OutputError
 from zse.pipeline.geometry import Lattice
-from zse.pipeline.ngff import SourceImage
-from zse.pipeline.write import fsync_dir
+from zse.pipeline.io.ngff import SourceImage
+from zse.pipeline.io.write import fsync_dir
 
 STATE_DIR = ".zse"
 
@@ -186,7 +186,7 @@ def marker_path(out_path: str | Path, level: int, index: tuple[int, int]) -> Pat
 
 def mark_done(out_path: str | Path, level: int, index: tuple[int, int], state: str = "done") -> None:
     """Mark a block done (durably: the marker and its folder entry are fsynced). Call only after the
-    block's data is synced (zse.pipeline.write.sync_region), so a marker never outlives its data."""
+    block's data is synced (zse.pipeline.io.write.sync_region), so a marker never outlives its data."""
     p = marker_path(out_path, level, index)
     p.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(p, state)

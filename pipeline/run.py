@@ -20,11 +20,19 @@ from tqdm.auto import tqdm
 from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
-from zse.pipeline.chunks import check_chunks
 from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory, get_predictor
+from zse.pipeline.io.chunks import check_chunks
+from zse.pipeline.io.ngff import SourceImage
+from zse.pipeline.io.write import (
+    OutputSpec,
+    check_output_path,
+    create_output,
+    finalize_output,
+    swap_in,
+    write_target,
+)
 from zse.pipeline.lock import OutputLock
-from zse.pipeline.ngff import SourceImage
 from zse.pipeline.options import EnhanceOptions
 from zse.pipeline.plan import (
     check_resume,
@@ -33,14 +41,6 @@ from zse.pipeline.plan import (
     tissue_map,
     unmark,
     write_run_record,
-)
-from zse.pipeline.write import (
-    OutputSpec,
-    check_output_path,
-    create_output,
-    finalize_output,
-    swap_in,
-    write_target,
 )
 
 
@@ -168,11 +168,11 @@ def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> No
 
 
 def verify_done(out_path: Path, spec: OutputSpec) -> list[str]:
-    """Check every done-marked region's stored objects (zse.pipeline.write.region_is_whole); unmark the
+    """Check every done-marked region's stored objects (zse.pipeline.io.write.region_is_whole); unmark the
     damaged ones and every region of a lower-resolution level built from them. Returns what was found."""
     import zarr
 
-    from zse.pipeline.write import region_is_whole
+    from zse.pipeline.io.write import region_is_whole
 
     group = zarr.open_group(str(out_path), mode="r")
     problems: list[str] = []
@@ -258,7 +258,7 @@ def run_enhance(
     output writes the new one beside it and swaps it in at the end, so the old result stays until the new
     one is complete; `--resume` re-checks the done-marked blocks' shards and redoes damaged ones.
     Absent chunk files in IN are refused unless `allow_missing_chunks` (then read as the fill value, with
-    a note; zse.pipeline.chunks). `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
+    a note; zse.pipeline.io.chunks). `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
     after the checks and yields (client, task resources): callers that start a cluster for the run pass it
     (zse.workflows.cluster), so that a refused run never starts one; else `client` and `resources` are used.
     """

@@ -428,7 +428,7 @@ def _worker_device_peak(device: str) -> int | None:
 
 def pipeline_stage(in_path: Path, out_path: Path, factory: Any, cfg: BenchConfig, *, use_dask: bool) -> dict[str, Any]:
     """Run zse enhance (run_enhance) once, timed, after warming the model where it will run."""
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.plan import tissue_map
     from zse.pipeline.run import plan_run, run_enhance
@@ -548,7 +548,7 @@ def naive_stage(in_path: Path, out_path: Path, factory: Any, cfg: BenchConfig) -
     import torch
     import zarr
 
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     src = open_image(in_path).levels[0]
     nz, ny, nx = src.shape
@@ -596,7 +596,7 @@ def monai_stage(in_path: Path, out_path: Path, factory: Any, cfg: BenchConfig) -
 
     from zse.pipeline.block import read_region
     from zse.pipeline.geometry import make_blocks
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import DEFAULT_BLOCK
 
     src = open_image(in_path).levels[0]
@@ -641,8 +641,8 @@ def io_rates(in_path: Path, work: Path) -> dict[str, float]:
     raw file read MB/s of the input's stored bytes (page cache likely warm: an upper bound for disk)."""
     import zarr
 
-    from zse.pipeline.ngff import open_image
-    from zse.pipeline.write import OutputSpec, _compressor
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import OutputSpec, _compressor
 
     src = open_image(in_path).levels[0]
     nbytes = int(np.prod(src.shape)) * src.dtype.itemsize
@@ -865,12 +865,12 @@ def run_bench(cfg: BenchConfig, work: Path, *, sweep: dict[str, Any] | None = No
     """Everything `zse bench` measures, as one JSON-able dict."""
     import torch
 
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     if cfg.input is not None:
         in_path = Path(cfg.input)
-        from zse.pipeline.ngff import open_image
+        from zse.pipeline.io.ngff import open_image
 
         shape = tuple(int(s) for s in open_image(in_path).meta.shape_zyx)
     elif not cfg.stages:  # a model-only sweep needs no slide

@@ -1,11 +1,11 @@
 """`zse convert INPUT… OUT.ome.zarr`: TIFF z-stacks (per-plane whole-slide TIFFs or one stack) to OME-Zarr.
 
-Inputs (see `zse.pipeline.tiff`): a folder, glob pattern or list of per-plane TIFFs (each possibly a
+Inputs (see `zse.pipeline.io.tiff`): a folder, glob pattern or list of per-plane TIFFs (each possibly a
 pyramidal tiled BigTIFF with thumbnail, label and macro images, Aperio/Huron style; level 0 of series 0
 is read lazily), or one multi-page TIFF / OME-TIFF stack. Everything is validated before OUT is created,
 truncated files included (every strip/tile of level 0 must lie inside its file); damage found only while
 writing (a strip that does not decode) ends in one line, and the unfinished OUT this run created is removed.
-The output follows `zse enhance`'s conventions (`zse.pipeline.write.write_volume`): NGFF 0.5 (or 0.4),
+The output follows `zse enhance`'s conventions (`zse.pipeline.io.write.write_volume`): NGFF 0.5 (or 0.4),
 axes ``zyx`` (grayscale, RGB converted with BT.601 luma) or ``czyx`` (``--channel-mode keep``), the
 input dtype, a y-x pyramid, and the provenance under the group's ``zse`` attribute.
 """
@@ -111,8 +111,8 @@ def remove_partial_output(output: Path, attrs: dict[str, Any]) -> bool:
 def convert(inputs: tuple[str, ...], output: Path, voxel_size: str | None, origin: str, channel_mode: str,
             order: str, ngff: str, section_id: str | None, block: int, overwrite: bool, quiet: bool) -> None:
     """Convert TIFF z-stack INPUT… (folder, glob or files of per-plane TIFFs, or one stack) to OUT.ome.zarr."""
-    from zse.pipeline.tiff import open_tiff_volume
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.tiff import open_tiff_volume
+    from zse.pipeline.io.write import write_volume
 
     if block < 16:
         raise ConfigError(f"--block {block} is too small; valid: ≥ 16 pixels")

@@ -28,7 +28,7 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     from zse.models import metrics as M
     from zse.models.phantom import BLUR_PRESETS
     from zse.models.registry import best_model, resolve
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
     from zse.workflows.cluster import open_client, task_resources

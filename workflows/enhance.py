@@ -50,7 +50,7 @@ def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, o
             overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, allow_missing_chunks: bool, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
     from zse.models.registry import best_model, resolve
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
 

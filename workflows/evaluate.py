@@ -57,7 +57,7 @@ def input_data_dir(path: Path) -> Path:
 
 
 def _open(path: Path, what: str) -> Any:
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     try:
         return open_image(path)

@@ -26,7 +26,7 @@ def extract_rois(slide: Path, out: Path, n: int, in_focus: Path | None, roi: int
 
     from zse.errors import InputError, OutputError
     from zse.models.data import extract_rois as run
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"{out} exists and is not empty; pass --overwrite to write into it")
@@ -55,7 +55,7 @@ def _open_in_focus(path: Path):
     import zarr
 
     from zse.errors import InputError
-    from zse.pipeline.ngff import open_image, read_multiscales
+    from zse.pipeline.io.ngff import open_image, read_multiscales
 
     try:
         return open_image(path).levels[0]

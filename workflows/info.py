@@ -13,8 +13,8 @@ from zse.errors import InputError
 
 def describe(path: Path) -> list[str]:
     """Lines describing an OME-Zarr image or an unfinished zse output."""
+    from zse.pipeline.io.ngff import open_image, read_multiscales
     from zse.pipeline.lock import lock_owner
-    from zse.pipeline.ngff import open_image, read_multiscales
     from zse.pipeline.plan import done_states, read_run_record
 
     if not path.exists():

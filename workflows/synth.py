@@ -88,7 +88,7 @@ def write_synth(
     progress: bool = True,
 ) -> None:
     """Write the x-scan (and optionally its ground truth) of `synthesize` as OME-Zarr, slab by slab."""
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
 
     shape_zyx = check_shape(shape_zyx)
     if seed < 0:

@@ -124,8 +124,8 @@ def test_enhance_with_checkpoint_and_with_its_exported_program_give_the_same_out
     """Through the real CLI (`zse export`, `zse enhance --model`): a checkpoint and its .pt2 give identical slides."""
     import numpy as np
 
-    from zse.pipeline.ngff import open_image
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.workflows.cli import main
 
     ckpt = tmp_path / "tiny.pt"
@@ -147,7 +147,7 @@ def test_enhance_with_checkpoint_and_with_its_exported_program_give_the_same_out
 def test_exported_program_with_other_tile_size_is_refused_clearly(tmp_path: Path, capsys) -> None:
     import numpy as np
 
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
     from zse.workflows.cli import main
 
     ckpt = tmp_path / "tiny.pt"

@@ -49,7 +49,7 @@ class Evil:
 
 
 def tiny_input(tmp_path: Path) -> Path:
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
 
     path = tmp_path / "in.ome.zarr"
     if path.exists():

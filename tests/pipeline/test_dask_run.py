@@ -11,10 +11,10 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 
-from zse.pipeline.ngff import open_image
+from zse.pipeline.io.ngff import open_image
+from zse.pipeline.io.write import write_volume
 from zse.pipeline.options import make_options
 from zse.pipeline.run import run_enhance
-from zse.pipeline.write import write_volume
 from zse.workflows.cluster import open_client
 
 

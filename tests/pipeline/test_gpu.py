@@ -89,10 +89,10 @@ def test_predict_block_oom_at_batch_1_is_raised() -> None:
 @pytest.mark.gpu
 def test_pipeline_cuda_equals_cpu(tmp_path) -> None:
     """zse enhance with a small conv net on cuda and on cpu: outputs differ by at most 1 LSB."""
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
-    from zse.pipeline.write import write_volume
 
     vol = make_slide((8, 200, 176), seed=3)
     write_volume(tmp_path / "in.zarr", vol, voxel_size_um=(1, 1, 1), progress=False)

@@ -1,8 +1,8 @@
 """Hostile inputs (issue 12): corrupt or missing chunks, dataset paths that leave the image, malformed metadata.
 
 Every refusal is one line `zse: error: …` naming the input, exit status 2, the input tree untouched
-(file hashes and mtimes) and no output left behind. Reading code lives in zse.pipeline.ngff (metadata,
-dataset paths) and zse.pipeline.chunks (Blosc frame checks, missing-chunk listing).
+(file hashes and mtimes) and no output left behind. Reading code lives in zse.pipeline.io.ngff (metadata,
+dataset paths) and zse.pipeline.io.chunks (Blosc frame checks, missing-chunk listing).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ _FORKED_READS = textwrap.dedent("""
     import os, sys
     import torch  # noqa: F401
     from zse.errors import InputError
-    from zse.pipeline.ngff import open_image
-    from zse.pipeline.chunks import open_source_array
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.chunks import open_source_array
     path = sys.argv[1]
     codes = []
     for i in range(10):
@@ -140,7 +140,7 @@ def test_truncated_chunk_enhance_v2(extra: tuple[str, ...], tmp_path: Path, zse_
     """Through the CLI (tiny image: small chunks never crashed, so this runs in-process).
 
     With --no-skip-background the block task reads it: pipeline/block.py opens the source through
-    zse.pipeline.chunks.open_source_array.
+    zse.pipeline.io.chunks.open_source_array.
     """
     src = make_input(tmp_path / "in.zarr", (3, 64, 64), ngff="0.4")
     _truncate(_first_chunk_file(src / "0"))
@@ -155,8 +155,8 @@ def test_truncated_chunk_enhance_v2(extra: tuple[str, ...], tmp_path: Path, zse_
 @pytest.mark.parametrize("ngff", ["0.4", "0.5"])
 def test_intact_inputs_still_read(ngff: str, tmp_path: Path) -> None:
     """The checks refuse nothing zse (or zarr's defaults) writes: every level reads back exactly."""
-    from zse.pipeline.chunks import open_source_array
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.chunks import open_source_array
+    from zse.pipeline.io.ngff import open_image
 
     data = _volume((3, 40, 70))
     src = _image(tmp_path / "in.zarr", data, zarr_format=2 if ngff == "0.4" else 3, chunks=(3, 16, 16))
@@ -172,7 +172,7 @@ def test_intact_inputs_still_read(ngff: str, tmp_path: Path) -> None:
 def test_guarded_arrays_stay_guarded_when_pickled(kind: str, tmp_path: Path) -> None:
     import pickle
 
-    from zse.pipeline.chunks import CorruptChunkError, open_source_array
+    from zse.pipeline.io.chunks import CorruptChunkError, open_source_array
 
     src = _truncated_input(kind, tmp_path / "in.zarr", shape=(3, 32, 32))
     arr = pickle.loads(pickle.dumps(open_source_array(src / "0")))
@@ -184,7 +184,7 @@ def test_truncated_chunk_dask_worker_real_process(tmp_path: Path, run_zse) -> No
     """A real `zse` run with a local Dask worker reading a truncated v2 chunk (1 MiB: before, the worker read
     past the buffer and the run exited 0 with garbage, or crashed).
 
-    pipeline/block.py opens `BlockTask.source_array` with zse.pipeline.chunks.open_source_array.
+    pipeline/block.py opens `BlockTask.source_array` with zse.pipeline.io.chunks.open_source_array.
     """
     src = _truncated_input("v2", tmp_path / "in.zarr")
     before = tree_digest(src)
@@ -214,8 +214,8 @@ def _stored_keys(array_dir: Path) -> list[str]:
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_check_chunks_finds_a_missing_chunk(layout: str, tmp_path: Path) -> None:
-    from zse.pipeline.chunks import check_chunks
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.chunks import check_chunks
+    from zse.pipeline.io.ngff import open_image
 
     kw = dict(LAYOUTS[layout])
     sharded = "shards" in kw
@@ -240,8 +240,8 @@ def test_check_chunks_finds_a_missing_chunk(layout: str, tmp_path: Path) -> None
 
 
 def test_check_chunks_names_lower_levels_and_first_missing(tmp_path: Path) -> None:
-    from zse.pipeline.chunks import check_chunks
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.chunks import check_chunks
+    from zse.pipeline.io.ngff import open_image
 
     src = make_input(tmp_path / "in.zarr", (3, 96, 96), ngff="0.4", block=32)
     g = zarr.open_group(str(src), mode="r")
@@ -254,7 +254,7 @@ def test_check_chunks_names_lower_levels_and_first_missing(tmp_path: Path) -> No
 
 
 def test_missing_chunk_enhance_refused(tmp_path: Path, zse_inproc) -> None:
-    """run_enhance calls zse.pipeline.chunks.check_chunks before anything is written."""
+    """run_enhance calls zse.pipeline.io.chunks.check_chunks before anything is written."""
     src = make_input(tmp_path / "in.zarr", (3, 64, 64), ngff="0.4", block=32)
     (src / "0" / "0" / "1" / "1").unlink()
     before = tree_digest(src)
@@ -284,11 +284,11 @@ def test_zse_outputs_hold_every_chunk_so_they_are_valid_inputs(ngff: str, tmp_pa
     not, or an all-background region of zse's own output would read as "missing chunks" (found when the
     check was wired in: an all-zero image written by write_volume was refused, and so was its enhanced output)."""
     from zse.models.baselines.identity import IdentityFactory
-    from zse.pipeline.chunks import check_chunks
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.chunks import check_chunks
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
-    from zse.pipeline.write import write_volume
 
     src = write_volume(tmp_path / "in.ome.zarr", np.zeros((3, 300, 300), np.uint8), ngff=ngff, block=256, progress=False)
     assert check_chunks(open_image(src)) == []
@@ -302,7 +302,7 @@ def test_check_chunks_listing_is_fast(tmp_path: Path) -> None:
     """Only stored names are listed (no chunk is read): 20 000 chunk files are checked in well under a second."""
     import time
 
-    from zse.pipeline.chunks import missing_chunks
+    from zse.pipeline.io.chunks import missing_chunks
 
     shape, chunks = (3, 100 * 16, 200 * 16), (3, 16, 16)
     arr = zarr.create_array(str(tmp_path / "a"), shape=shape, chunks=chunks, dtype="uint8", zarr_format=3)
@@ -379,7 +379,7 @@ def test_bioformats2raw_image_group_symlinked_out_is_refused(tmp_path: Path, zse
 
 
 def test_array_paths_resolved(tmp_path: Path) -> None:
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     real = make_input(tmp_path / "real.zarr", (3, 32, 32), ngff="0.4")
     link = tmp_path / "link.zarr"
@@ -485,7 +485,7 @@ def test_malformed_metadata_enhance(kind: str, tmp_path: Path, zse_inproc) -> No
 )
 def test_units_are_converted_to_micrometres(unit: str | None, scale: list[float], um: tuple[float, ...],
                                             tmp_path: Path) -> None:
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     src = make_input(tmp_path / "in.zarr", (3, 32, 32), ngff="0.5")
 

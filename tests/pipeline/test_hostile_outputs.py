@@ -317,7 +317,7 @@ def test_resume_repairs_a_damaged_pyramid_level(tmp_path: Path, zse_inproc) -> N
 
 def test_block_data_is_synced_before_its_marker(tmp_path: Path, small_input: Path, monkeypatch) -> None:
     import zse.pipeline.block as block_mod
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
 
@@ -344,7 +344,7 @@ def test_tile_larger_than_allowed(tmp_path: Path, small_input: Path, zse_inproc)
 
 def test_read_only_output_folder(tmp_path: Path, small_input: Path, zse_inproc, monkeypatch) -> None:
     """(As root, permissions are not enforced here, so the OS's answer is simulated.)"""
-    import zse.pipeline.write as write
+    import zse.pipeline.io.write as write
 
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -11,11 +11,11 @@ from ome_zarr_models.v04.image import Image as Image04
 from ome_zarr_models.v05.image import Image as Image05
 
 from zse.models.baselines.identity import IdentityFactory
-from zse.pipeline.ngff import open_image
+from zse.pipeline.io.ngff import open_image
+from zse.pipeline.io.write import write_volume
 from zse.pipeline.options import make_options
 from zse.pipeline.pyramid import downsample_mean_yx
 from zse.pipeline.run import run_enhance
-from zse.pipeline.write import write_volume
 
 
 def validate(path: Path, ngff: str) -> None:

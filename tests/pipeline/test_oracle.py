@@ -22,10 +22,10 @@ import zarr
 from zse.models.baselines.identity import IdentityFactory
 from zse.pipeline.block import predict_block, read_region
 from zse.pipeline.geometry import Lattice, make_blocks
-from zse.pipeline.ngff import open_image
+from zse.pipeline.io.ngff import open_image
+from zse.pipeline.io.write import write_volume
 from zse.pipeline.options import make_options
 from zse.pipeline.run import run_enhance
-from zse.pipeline.write import write_volume
 
 
 def random_conv_net(seed: int, radius_yx: int = 2) -> torch.nn.Module:

@@ -9,11 +9,11 @@ import pytest
 
 from zse.models.baselines.identity import IdentityFactory
 from zse.models.npz import load_npz_stack
-from zse.pipeline.ngff import open_image
+from zse.pipeline.io.ngff import open_image
+from zse.pipeline.io.write import write_volume
 from zse.pipeline.options import make_options
 from zse.pipeline.plan import tissue_map
 from zse.pipeline.run import run_enhance
-from zse.pipeline.write import write_volume
 
 
 def real_mosaic(huron_dir: Path, rows: int, cols: int) -> np.ndarray:

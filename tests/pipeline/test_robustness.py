@@ -300,7 +300,7 @@ def test_resume_with_other_options_is_refused_cli(interrupted_output: Path, kill
 def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
     """LocalCluster with 2 worker processes; one is SIGKILLed once a block is done; the run still completes and
     equals an uninterrupted run on the same cluster."""
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
     from zse.workflows.cluster import open_client

@@ -1,4 +1,4 @@
-"""Lazy TIFF sources (zse.pipeline.tiff): layouts, codecs, grayscale, ordering, voxel size, bad inputs.
+"""Lazy TIFF sources (zse.pipeline.io.tiff): layouts, codecs, grayscale, ordering, voxel size, bad inputs.
 
 Every file is synthetic, written by tifffile: Aperio-like pyramidal BigTIFFs (level 0, thumbnail, lower
 level, label, macro), Huron-like generic pyramids (reduced pages), OME-TIFF stacks with PhysicalSize,
@@ -15,7 +15,7 @@ import pytest
 import tifffile
 
 from zse.errors import ConfigError, InputError
-from zse.pipeline.tiff import (
+from zse.pipeline.io.tiff import (
     TiffLevel0,
     collect_inputs,
     inspect_tiff,

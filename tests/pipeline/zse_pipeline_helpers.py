@@ -46,7 +46,7 @@ def tissue_volume(shape: tuple[int, ...], seed: int = 0, dtype: str = "uint8") -
 def make_input(path: Path, shape: tuple[int, ...] = (3, 96, 96), *, seed: int = 0, dtype: str = "uint8",
                ngff: str = "0.5", axes: str = "zyx", block: int = 1024, overwrite: bool = False) -> Path:
     """Write a tiny OME-Zarr z-stack with zse's own writer; returns its path."""
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
 
     write_volume(path, tissue_volume(shape, seed, dtype), axes=axes, voxel_size_um=(1.0, 0.5, 0.5), ngff=ngff,
                  progress=False, block=block, overwrite=overwrite)

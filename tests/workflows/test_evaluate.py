@@ -43,7 +43,7 @@ def _blurred(truth: np.ndarray) -> np.ndarray:
 
 
 def _zarr(path: Path, vol: np.ndarray) -> Path:
-    write = pytest.importorskip("zse.pipeline.write")
+    write = pytest.importorskip("zse.pipeline.io.write")
     return write.write_volume(path, vol, voxel_size_um=(1, 1, 1), progress=False)
 
 

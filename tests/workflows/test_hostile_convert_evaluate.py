@@ -181,7 +181,7 @@ def test_convert_out_inside_or_holding_an_input(tmp_path: Path, capsys: pytest.C
 
 # ----------------------------------------------------------------------------- evaluate: report folder
 def _image(path: Path, seed: int) -> Path:
-    from zse.pipeline.write import write_volume
+    from zse.pipeline.io.write import write_volume
 
     vol = np.random.default_rng(seed).integers(0, 255, (5, 40, 40), dtype=np.uint8)
     return write_volume(path, vol, voxel_size_um=(1, 1, 1), progress=False)

@@ -45,7 +45,7 @@ def _needs_commands(*names: str) -> None:
 
 
 def _levels(path: Path) -> list[np.ndarray]:
-    from zse.pipeline.ngff import open_image
+    from zse.pipeline.io.ngff import open_image
 
     return [np.asarray(level[...]) for level in open_image(path).levels]
 

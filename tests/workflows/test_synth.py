@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from zse.errors import ConfigError
 from zse.models import phantom as S
-from zse.pipeline.ngff import open_image
+from zse.pipeline.io.ngff import open_image
 from zse.workflows.cli import cli
 
 

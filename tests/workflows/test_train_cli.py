@@ -61,7 +61,7 @@ def test_train_refuses_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_extract_rois_from_ome_zarr(tmp_path: Path) -> None:
-    write_volume = pytest.importorskip("zse.pipeline.write").write_volume
+    write_volume = pytest.importorskip("zse.pipeline.io.write").write_volume
     rng = np.random.default_rng(0)
     vol = np.full((Z, 96, 160), 220, dtype=np.uint8)
     vol[:, 16:90, 20:150] = rng.integers(40, 140, (Z, 74, 130), dtype=np.uint8)

@@ -36,7 +36,7 @@ from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
 from zse.errors import InputError
 
 if TYPE_CHECKING:
-    from zse.pipeline.ngff import SourceImage
+    from zse.pipeline.io.ngff import SourceImage
 
 BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
 BLOSC_MEMCPYED = 0x02  # flags bit: the data follows the header uncompressed

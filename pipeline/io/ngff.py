@@ -17,8 +17,8 @@ import numpy as np
 import zarr
 
 from zse.errors import InputError
-from zse.pipeline.chunks import open_source_array
 from zse.pipeline.intensity import SUPPORTED_DTYPES
+from zse.pipeline.io.chunks import open_source_array
 
 SUPPORTED_AXES = ("zyx", "czyx")
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -62,7 +62,7 @@ class ImageMeta:
 class SourceImage:
     """An opened OME-Zarr image: `levels[0]` is full resolution (zarr arrays, read-only).
 
-    `levels[i]` is the array at `image_path / level_paths[i]`, opened with zse.pipeline.chunks.open_source_array
+    `levels[i]` is the array at `image_path / level_paths[i]`, opened with zse.pipeline.io.chunks.open_source_array
     (Blosc frames checked before decompression). Every level path stays inside `image_path` (checked
     after following symbolic links).
     """

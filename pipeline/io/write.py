@@ -34,8 +34,8 @@ from zarr.codecs import BloscCodec
 from zse import __version__
 from zse.errors import ConfigError, OutputError
 from zse.pipeline.geometry import Box, block_grid
+from zse.pipeline.io.ngff import NGFF_VERSIONS, ImageMeta, level_shapes, multiscales_attrs
 from zse.pipeline.lock import OutputLock
-from zse.pipeline.ngff import NGFF_VERSIONS, ImageMeta, level_shapes, multiscales_attrs
 from zse.pipeline.pyramid import write_level_region
 
 DEFAULT_CHUNK_YX = 256
@@ -107,7 +107,7 @@ def writable(array: Any) -> zarr.Array:
     """`array` set to write every chunk, also those equal to the fill value.
 
     zarr skips such chunks by default; zse's outputs hold every chunk, so that a missing chunk file always
-    means damage (zse.pipeline.chunks refuses inputs with gaps; `--resume` checks shards are whole), and
+    means damage (zse.pipeline.io.chunks refuses inputs with gaps; `--resume` checks shards are whole), and
     no per-chunk emptiness scan runs on write. The setting is not stored: it is applied on every open.
     """
     if not isinstance(array, zarr.Array):
