@@ -155,14 +155,15 @@ def build_g_s(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> torch.nn
     """
     from pydantic import ValidationError
 
-    from zse.models.config import ArchConfig, format_validation_error
+    from zse.errors import validation_message
+    from zse.models.config import ArchConfig
     from zse.models.networks import build_enhancer
 
     try:
         arch = ArchConfig.model_validate(ckpt["arch"])
     except ValidationError as exc:
         raise ModelError(f"{path}: its architecture is not understood by this zse: "
-                         f"{format_validation_error(exc, prefix='arch')}") from None
+                         f"{validation_message(exc, prefix='arch')}") from None
     g = build_enhancer(arch)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"]["g_s"].items()}
     _check_state_fits(g, state, path, arch.kind)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zse.errors import ConfigError
+from zse.errors import ConfigError, one_line, validation_message
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -357,32 +357,12 @@ class Config(_Frozen):
         return v
 
 
-def _one_line(text: str, limit: int = 120) -> str:
-    """`text` with its whitespace runs (newlines included) collapsed, cut to `limit` characters."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line for a pydantic error: every failing key (dotted, under `prefix`) with what was wrong and
-    what was given. The one place configs and checkpoint architectures turn validation errors into text."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join([prefix] * bool(prefix) + [str(e) for e in err["loc"]]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"'{loc}': {_one_line(msg, 240)} (given {_one_line(repr(err.get('input')), 80)})")
-    return "; ".join(parts)
-
-
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """One line for a YAML parse error: the problem and where (line, column, 1-based)."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     what = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return _one_line(f"{what}{where}", 200)
+    return one_line(f"{what}{where}", 200)
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
@@ -408,7 +388,7 @@ def config_from_dict(data: dict[str, Any], source: str = "(dict)") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration {source}: {format_validation_error(exc)}") from None
+        raise ConfigError(f"invalid configuration {source}: {validation_message(exc)}") from None
 
 
 def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Config:

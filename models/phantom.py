@@ -62,7 +62,7 @@ import scipy.fft
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import ndimage as ndi
 
-from zse.errors import ConfigError
+from zse.errors import ConfigError, validation_message
 from zse.models import optics
 
 CELL_PX = 256
@@ -130,9 +130,7 @@ def make_params(**kwargs: Any) -> SynthParams:
     try:
         params = SynthParams(**kwargs)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"synth option {loc}={err.get('input')!r} is invalid: {err['msg']}") from None
+        raise ConfigError(f"invalid synth option: {validation_message(exc)}") from None
     if not all(v > 0 and math.isfinite(v) for v in params.voxel_size_um):
         raise _config_error("voxel_size_um", params.voxel_size_um, "three positive sizes (z, y, x) in µm")
     if params.voxel_size_um[1] != params.voxel_size_um[2]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zse.errors import ConfigError
+from zse.errors import ConfigError, validation_message
 
 SCHEMA_VERSION = 1
 DEFAULT_BLOCK = {"cpu": 1024, "cuda": 2048}
@@ -54,9 +54,7 @@ def make_options(**kwargs: object) -> EnhanceOptions:
     try:
         opts = EnhanceOptions(**kwargs)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        raise ConfigError(f"option {where}={err.get('input')!r}: {err.get('msg')}") from None
+        raise ConfigError(f"invalid enhance option: {validation_message(exc)}") from None
     if not (opts.device == "cpu" or opts.device.startswith("cuda")):
         raise ConfigError(f"--device {opts.device!r} is invalid; valid: cpu, cuda, cuda:N")
     if opts.overlap is not None and opts.overlap >= opts.tile:

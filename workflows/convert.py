@@ -13,7 +13,6 @@ input dtype, a y-x pyramid, and the provenance under the group's ``zse`` attribu
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
@@ -24,22 +23,7 @@ import click
 
 from zse import __version__
 from zse.errors import ConfigError, OutputError, ZseError
-
-
-def parse_triple(text: str | None, flag: str, *, positive: bool) -> tuple[float, float, float] | None:
-    """Parse ``"Z,Y,X"`` (micrometres) into three floats; None stays None. Raises `ConfigError`."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.replace(";", ",").split(",")]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    ok = len(values) == 3 and all(math.isfinite(v) and (v > 0 or not positive) for v in values)
-    if not ok:
-        kind = "positive numbers" if positive else "numbers"
-        raise ConfigError(f"{flag} {text!r} is invalid; give three {kind} Z,Y,X in micrometres, e.g. {flag} 1.0,0.25,0.25")
-    return (values[0], values[1], values[2])
+from zse.workflows.params import parse_triple
 
 
 def check_output(output: Path, inputs: tuple[str, ...], overwrite: bool) -> None:

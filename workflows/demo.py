@@ -33,8 +33,9 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     from zse.pipeline.run import run_enhance
     from zse.workflows.cluster import open_client, task_resources
     from zse.workflows.enhance import check_device
+    from zse.workflows.params import parse_shape
     from zse.workflows.report import plot_orthoview_columns, plot_plane_curves
-    from zse.workflows.synth import parse_shape, write_synth
+    from zse.workflows.synth import write_synth
 
     t0 = time.perf_counter()
     check_device(device)

@@ -21,20 +21,9 @@ from zse.models.phantom import (
     psf_attrs,
     synth_dask,
 )
+from zse.workflows.params import parse_shape, parse_triple
 
 # ---------------------------------------------------------------------------------------------- CLI
-
-
-def _parse_shape(value: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(v) for v in value.replace("x", ",").split(","))
-    except ValueError:
-        raise _config_error("--shape", value, "Z,Y,X integers with Z >= 3, e.g. 29,1024,1024") from None
-    if len(parts) != 3:
-        raise _config_error("--shape", value, "Z,Y,X integers with Z >= 3, e.g. 29,1024,1024")
-    if parts[0] < 3 or parts[1] < 1 or parts[2] < 1:
-        raise _config_error("--shape", value, "Z,Y,X integers with Z >= 3 and Y, X >= 1, e.g. 29,1024,1024")
-    return parts  # type: ignore[return-value]
 
 
 @click.command("synth")
@@ -56,20 +45,10 @@ def _parse_shape(value: str) -> tuple[int, int, int]:
 def synth(out: Path, shape: str, seed: int, ground_truth: Path | None, ngff: str, dtype: str, blur: str | None,
           na: float | None, z_step: float | None, voxel_size: str, overwrite: bool, quiet: bool) -> None:
     """Write a synthetic brightfield z-scan of a brain section (and optionally its ground truth) as OME-Zarr."""
-    shape_zyx = _parse_shape(shape)
-    try:
-        vs = tuple(float(v) for v in voxel_size.split(","))
-    except ValueError:
-        raise _config_error("--voxel-size", voxel_size, "three positive numbers z,y,x in µm, e.g. 1,1,1") from None
-    if len(vs) != 3 or not all(v > 0 for v in vs):
-        raise _config_error("--voxel-size", voxel_size, "three positive numbers z,y,x in µm, e.g. 1,1,1")
+    shape_zyx = parse_shape(shape)
+    vs = parse_triple(voxel_size, "--voxel-size", positive=True)
     write_synth(out, shape_zyx, seed, ground_truth=ground_truth, ngff=ngff, dtype=dtype, blur=blur, na=na, z_step=z_step,
                 voxel_size_um=vs, overwrite=overwrite, progress=not quiet)  # type: ignore[arg-type]
-
-
-def parse_shape(value: str) -> tuple[int, int, int]:
-    """`"Z,Y,X"` → (Z, Y, X), with a ConfigError saying what is valid."""
-    return _parse_shape(value)
 
 
 def write_synth(

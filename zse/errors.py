@@ -7,6 +7,11 @@ was given, what is valid, and where (path, array, block).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class ZseError(Exception):
     """Base class: an error the user can fix. Its message is shown as one line."""
@@ -33,3 +38,24 @@ class ModelError(ZseError):
 
 class ConfigError(ZseError):
     """An option or configuration value is invalid."""
+
+
+def one_line(text: object, limit: int = 120) -> str:
+    """`text` with its whitespace runs (newlines included) collapsed, cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """One line for a pydantic error: every failing key (dotted, under `prefix`) with what was wrong and
+    what was given. The one place zse turns validation errors (options, configs, cluster profiles,
+    checkpoint architectures, simulator and baseline parameters) into text."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join([prefix] * bool(prefix) + [str(e) for e in err["loc"]]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"'{loc}': {one_line(msg, 240)} (given {one_line(repr(err.get('input')), 80)})")
+    return "; ".join(parts)

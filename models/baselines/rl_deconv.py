@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zse.errors import ConfigError
+from zse.errors import ConfigError, validation_message
 from zse.models import optics
 
 ALGORITHM_VERSION = "rl-deconv/2"
@@ -91,9 +91,7 @@ def make_params(**kwargs: object) -> RLDeconvParams:
     try:
         p = RLDeconvParams(**kwargs)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(v) for v in err["loc"])
-        raise ConfigError(f"rl-deconv option {loc}={err.get('input')!r} is invalid: {err['msg']}") from None
+        raise ConfigError(f"invalid rl-deconv option: {validation_message(exc)}") from None
     if p.na >= p.refractive_index:
         raise ConfigError(f"rl-deconv na={p.na} is invalid; valid: below refractive_index ({p.refractive_index})")
     if p.target_na >= p.target_refractive_index:
