@@ -234,6 +234,7 @@ class CheckpointFactory:
         self.checksum = sha256_file(self.path)
         self.margin_px: int | None = margin_from_meta(ck.get("margin_px"), self.path)
         self.translation_equivariant = bool_from_meta(ck.get("translation_equivariant"), "translation_equivariant", self.path)
+        self.input_zyx: tuple[int | None, int | None, int | None] | None = None
         self.model_kind = str(ck["model_kind"])
         self.tile = dict(ck.get("tile", {}))
         if amp not in (None, "bf16"):

@@ -56,6 +56,22 @@ class Box:
         return (slice(self.y0 - oy, self.y1 - oy), slice(self.x0 - ox, self.x1 - ox))
 
 
+TILE_MIN, TILE_MAX = 8, 2048
+TILE_HINT = f"{TILE_MIN} to {TILE_MAX} pixels (default 128; a tile is one model call of Z × tile × tile voxels)"
+
+
+def check_lattice(tile: int, overlap: int | None = None, margin: int | None = None) -> None:
+    """The one rule for the lattice's numbers (pixels): TILE_MIN ≤ tile ≤ TILE_MAX, 0 ≤ overlap < tile,
+    0 ≤ margin ≤ overlap/2 (checked where given). Used by `Lattice`, the enhance options and the bench."""
+    if not TILE_MIN <= tile <= TILE_MAX:
+        raise ConfigError(f"--tile {tile} is invalid; valid: {TILE_HINT}")
+    if overlap is not None and not 0 <= overlap < tile:
+        raise ConfigError(f"--overlap {overlap} is invalid for --tile {tile}; valid: 0 ≤ overlap < tile")
+    if margin is not None and overlap is not None and not 0 <= 2 * margin <= overlap:
+        raise ConfigError(f"--margin {margin} with --overlap {overlap}: valid margins are 0 ≤ margin ≤ overlap/2 "
+                          f"(= {overlap // 2}); raise --overlap or lower --margin")
+
+
 @dataclass(frozen=True)
 class Lattice:
     """The global tile lattice of a volume of `shape_yx` pixels.
@@ -74,15 +90,7 @@ class Lattice:
     margin: int
 
     def __post_init__(self) -> None:
-        if self.tile < 4:
-            raise ConfigError(f"tile={self.tile} is too small; valid: an integer ≥ 4 (default 128)")
-        if not 0 <= self.overlap < self.tile:
-            raise ConfigError(f"overlap={self.overlap} is invalid for tile={self.tile}; valid: 0 ≤ overlap < tile")
-        if self.margin < 0 or 2 * self.margin > self.overlap:
-            raise ConfigError(
-                f"margin={self.margin} with overlap={self.overlap}: valid margins are 0 ≤ margin ≤ overlap/2 "
-                f"(= {self.overlap // 2}); raise --overlap or lower --margin"
-            )
+        check_lattice(self.tile, self.overlap, self.margin)
         if min(self.shape_yx) < 1:
             raise ConfigError(f"volume shape (Y, X) = {self.shape_yx} is empty")
 
@@ -142,29 +150,35 @@ class Block:
     tiles: tuple[tuple[int, int], ...]
 
 
-def block_grid(shape_yx: tuple[int, int], block: int) -> list[Box]:
-    """Write boxes of `block` × `block` pixels tiling the volume, row-major, clipped at the far edges."""
+def indexed_block_grid(shape_yx: tuple[int, int], block: int) -> list[tuple[tuple[int, int], Box]]:
+    """((row, col), write box) of `block` × `block` pixels tiling a (Y, X) plane, row-major, clipped at the
+    far edges. The one place block indices are computed (blocks, done markers, pyramid regions)."""
     if block < 1:
         raise ConfigError(f"block={block} is invalid; valid: a positive number of pixels")
     ny = -(-shape_yx[0] // block)
     nx = -(-shape_yx[1] // block)
     return [
-        Box(by * block, bx * block, min((by + 1) * block, shape_yx[0]), min((bx + 1) * block, shape_yx[1]))
+        ((by, bx), Box(by * block, bx * block, min((by + 1) * block, shape_yx[0]), min((bx + 1) * block, shape_yx[1])))
         for by in range(ny)
         for bx in range(nx)
     ]
 
 
+def block_grid(shape_yx: tuple[int, int], block: int) -> list[Box]:
+    """The write boxes of `indexed_block_grid`, in the same order."""
+    return [box for _, box in indexed_block_grid(shape_yx, block)]
+
+
 def make_blocks(lattice: Lattice, block: int) -> list[Block]:
-    """All blocks of the volume with the tiles they run and the region they read."""
+    """All blocks of the volume with the tiles they run and the region they read (the union of those
+    tiles' boxes; a block task reads only the tiles with tissue, zse.pipeline.block)."""
     out = []
-    ncols = -(-lattice.shape_yx[1] // block)
-    for k, wbox in enumerate(block_grid(lattice.shape_yx, block)):
+    for index, wbox in indexed_block_grid(lattice.shape_yx, block):
         tiles = tuple(lattice.tiles_touching(wbox))
         rbox = lattice.tile_box(*tiles[0])
         for t in tiles[1:]:
             rbox = rbox.union(lattice.tile_box(*t))
-        out.append(Block(index=(k // ncols, k % ncols), write_box=wbox, read_box=rbox, tiles=tiles))
+        out.append(Block(index=index, write_box=wbox, read_box=rbox, tiles=tiles))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Stage 4 of the pipeline: the model interface and batched inference on tiles.
+"""The model interface: what the pipeline needs from a model, and one predictor per worker process.
 
 The pipeline never knows an architecture. It receives a `PredictorFactory`: a small picklable object
 that travels to every Dask worker and, once per worker process, builds a `Predictor` on that worker's
@@ -28,14 +28,18 @@ class PredictorFactory(Protocol):
         checksum: sha256 (hex) identifying weights and configuration; goes into the run record,
             so `--resume` with another model is refused.
         margin_px: receptive-field radius of the model in y and x, in pixels, or None if unknown.
-            The default blending margin is taken from it.
+            The default overlap and blending margin follow it (zse.pipeline.run.lattice_params).
+        input_zyx: the (Z, Y, X) tile the model accepts, None per axis where any size goes; None when
+            every axis is free (only exported programs with static dimensions fix any).
         translation_equivariant: True when the model is a pure convolution in y, x (no per-tile
-            statistics); used only for documentation and warnings.
+            statistics): then tiled = untiled at the default overlap (the oracle tests).
     """
 
     name: str
     checksum: str
     margin_px: int | None
+    input_zyx: tuple[int | None, int | None, int | None] | None
+    translation_equivariant: bool
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]: ...
 
@@ -53,3 +57,11 @@ def get_predictor(factory: PredictorFactory, device: str) -> Callable[[torch.Ten
             predictor = factory.build(device)
             _CACHE[key] = predictor
     return predictor
+
+
+def check_device(device: str) -> None:
+    """Refuse `cuda[:i]` where no GPU is visible, with what to do instead (ConfigError)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from zse.errors import ConfigError
+
+        raise ConfigError(f"--device {device}: no CUDA GPU is visible here (torch {torch.__version__}); use --device cpu")

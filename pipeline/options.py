@@ -7,12 +7,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zse.errors import ConfigError, validation_message
+from zse.pipeline.geometry import check_lattice
+from zse.pipeline.io.write import check_block
 
 SCHEMA_VERSION = 1
 DEFAULT_BLOCK = {"cpu": 1024, "cuda": 2048}
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
-MAX_TILE = 2048
-MAX_TILE_HINT = f"8 to {MAX_TILE} pixels (default 128; a tile is one model call of Z × tile × tile voxels)"
 
 
 class EnhanceOptions(BaseModel):
@@ -28,10 +28,10 @@ class EnhanceOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
-    tile: int = Field(128, ge=8)
+    tile: int = 128
     overlap: int | None = Field(None, ge=0)
     margin: int | None = Field(None, ge=0)
-    block: int | None = Field(None, ge=16)
+    block: int | None = None
     batch_size: int | None = Field(None, ge=1)
     device: str = "cpu"
     ngff: Literal["0.4", "0.5"] = "0.5"
@@ -57,12 +57,7 @@ def make_options(**kwargs: object) -> EnhanceOptions:
         raise ConfigError(f"invalid enhance option: {validation_message(exc)}") from None
     if not (opts.device == "cpu" or opts.device.startswith("cuda")):
         raise ConfigError(f"--device {opts.device!r} is invalid; valid: cpu, cuda, cuda:N")
-    if opts.overlap is not None and opts.overlap >= opts.tile:
-        raise ConfigError(f"--overlap {opts.overlap} must be smaller than --tile {opts.tile}")
-    if opts.tile > MAX_TILE:
-        raise ConfigError(f"--tile {opts.tile} is too large; valid: {MAX_TILE_HINT}")
+    check_lattice(opts.tile, opts.overlap, opts.margin if opts.overlap is not None else None)
     if opts.block is not None:
-        from zse.pipeline.io.write import check_block
-
         check_block(opts.block)
     return opts

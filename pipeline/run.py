@@ -1,9 +1,20 @@
-"""The pipeline composed: plan the blocks, run them on a Dask client, build the pyramid, finalise.
+"""The pipeline composed, in five stages: plan → create or resume → level-0 tasks → pyramid tasks → finalise.
+
+1. plan (`plan_run`, `check_run`): lattice, blocks, run record, output layout, tissue map; every check
+   that needs no write (output location, input chunks, the model on one blank tile).
+2. create or resume (`open_target`), under the output's lock: a fresh output (beside a finished one
+   that --overwrite replaces) or the interrupted one, its done blocks re-checked.
+3. level-0 tasks (`run_level0`): one task per block (zse.pipeline.block.process_block) reads the
+   tiles with tissue, runs the model, blends and writes its own aligned shard, then marks it done.
+4. pyramid tasks (`run_pyramid`): each lower-resolution level from the previous one, one aligned
+   region per task.
+5. finalise (`finalise`): the OME metadata last, so only a finished run is a valid image; then the
+   staged output is swapped in.
 
 This is the only module that talks to Dask. It receives a `distributed.Client` (built by
 zse.workflows.cluster, never here) or None to run every task in this process, one after another.
-One task per block reads its own halo and writes its own aligned shard; the pyramid follows level by
-level; the OME metadata is written last, so only a finished run is a valid image.
+The job a user calls (checks of the options and the model, the cluster) is `zse.enhance`
+(zse.workflows.enhance); `run_enhance` is the pipeline under it.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +31,7 @@ from tqdm.auto import tqdm
 from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
-from zse.pipeline.geometry import Block, Lattice, block_grid, make_blocks
+from zse.pipeline.geometry import Block, Lattice, indexed_block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.io.chunks import check_chunks
 from zse.pipeline.io.ngff import SourceImage
@@ -35,6 +46,7 @@ from zse.pipeline.io.write import (
 from zse.pipeline.lock import OutputLock
 from zse.pipeline.options import EnhanceOptions
 from zse.pipeline.plan import (
+    TissueMap,
     check_resume,
     done_states,
     run_record,
@@ -45,9 +57,13 @@ from zse.pipeline.plan import (
 
 
 @dataclass
-class RunSummary:
-    """What a run did. Voxel rates count level-0 output voxels (all blocks, or only processed ones)."""
+class EnhanceResult:
+    """What a run did. Voxel rates count level-0 output voxels (all blocks, or only processed ones).
+    `overlap` and `margin` are the lattice's (px), after the defaults that follow the model."""
 
+    out_path: Path | None = None
+    model: str = ""
+    overlap: int = 0
     blocks_total: int = 0
     blocks_done: int = 0
     blocks_skipped: int = 0
@@ -90,7 +106,7 @@ def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[
     margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given.
     """
     tile = options.tile
-    r = getattr(factory, "margin_px", None)
+    r = factory.margin_px
     if options.overlap is not None:
         overlap = options.overlap
     elif r is None:
@@ -111,14 +127,31 @@ def phase_aligned(radius_px: int, period: int = 4) -> int:
 def default_margin(factory: PredictorFactory, overlap: int) -> int:
     """The model's receptive radius (rounded up to a multiple of 4) when known and it fits (≤ overlap/2);
     else overlap/2."""
-    m = getattr(factory, "margin_px", None)
+    m = factory.margin_px
     if m is None:
         return overlap // 2
     return min(phase_aligned(int(m)), overlap // 2)
 
 
-def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions) -> tuple[Lattice, list[Block], dict[str, Any]]:
-    """Lattice, blocks and the run record for `source` with `options`."""
+@dataclass(frozen=True)
+class RunPlan:
+    """Stage 1's result: everything a run will do, decided before anything is written.
+
+    lattice: the global tile lattice (px); blocks: level-0 tasks, row-major; record: the run record
+    (input fingerprint, model, options that change the output); spec: the output's layout;
+    tissue: the tissue map, or None when every tile runs (--no-skip-background).
+    """
+
+    lattice: Lattice
+    blocks: list[Block]
+    record: dict[str, Any]
+    spec: OutputSpec
+    tissue: TissueMap | None
+
+
+def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions, *, tissue: bool = True) -> RunPlan:
+    """Stage 1: lattice, blocks, run record and output layout for `source` with `options`; the tissue map
+    too when `tissue` and the options skip background (it reads a low-resolution level of the input)."""
     overlap, margin = lattice_params(factory, options)
     shape_yx = source.meta.shape[-2:]
     lattice = Lattice(shape_yx=(int(shape_yx[0]), int(shape_yx[1])), tile=options.tile, overlap=overlap, margin=margin)
@@ -130,7 +163,10 @@ def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOpt
          "ngff": options.ngff, "skip_background": options.skip_background,
          "tissue_threshold": options.tissue_threshold if options.skip_background else None},
     )
-    return lattice, blocks, record
+    meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
+    spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
+    tmap = tissue_map(source, options.tissue_threshold) if (tissue and options.skip_background) else None
+    return RunPlan(lattice=lattice, blocks=blocks, record=record, spec=spec, tissue=tmap)
 
 
 def check_output_location(source: SourceImage, out_path: Path) -> None:
@@ -150,7 +186,7 @@ def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> No
     model (wrong checkpoint, a program that changes the shape, …) fails without touching OUT."""
     import torch
 
-    fixed = getattr(factory, "input_zyx", None)  # exported programs with static spatial dimensions
+    fixed = factory.input_zyx  # exported programs with static spatial dimensions
     want = (source.meta.shape_zyx[0], tile, tile)
     if fixed is not None and any(f is not None and f != w for f, w in zip(fixed, want, strict=True)):
         raise ConfigError(f"model {factory.name} accepts tiles (Z, Y, X) = {tuple('any' if f is None else f for f in fixed)}, "
@@ -180,8 +216,7 @@ def verify_done(out_path: Path, spec: OutputSpec) -> list[str]:
     for level, shape in enumerate(spec.shapes):
         arr = group[str(level)]
         states = done_states(out_path, level)
-        ncols = -(-shape[-1] // spec.block)
-        boxes = {(k // ncols, k % ncols): box for k, box in enumerate(block_grid(shape[-2:], spec.block))}
+        boxes = dict(indexed_block_grid(shape[-2:], spec.block))
         now_redo: set[tuple[int, int]] = set(boxes) - set(states)
         from_redo = {(r // 2, c // 2) for r, c in redo}
         for index in states:
@@ -234,6 +269,24 @@ def _gather(client: Any, fn: Callable[..., Any], argsets: Iterable[tuple[Any, ..
         bar.close()
 
 
+def check_run(source: SourceImage, out_path: Path, factory: PredictorFactory, plan: RunPlan, options: EnhanceOptions, *,
+              resume: bool, overwrite: bool, allow_missing_chunks: bool, note: Callable[[str], None]) -> None:
+    """Stage 1, the checks that need no write: options against each other, the output location, the input's
+    chunks, the model on one blank tile; remarks (the margin below the model's radius) go to `note`."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: resume keeps finished blocks, overwrite deletes them")
+    check_output_location(source, out_path)
+    check_output_path(out_path, overwrite=overwrite, resume=resume)
+    for line in check_chunks(source, allow_missing=allow_missing_chunks):
+        note(line)
+    check_model(factory, source, options.tile)
+    r, lattice = factory.margin_px, plan.lattice
+    if r is not None and lattice.margin < r:
+        note(f"model {factory.name} has a receptive radius of {r} px but the blending margin is {lattice.margin} px "
+             f"(at most overlap/2 = {lattice.overlap // 2}); tiles then agree only approximately. The default overlap "
+             "is exact: leave --overlap and --margin out.")
+
+
 def run_enhance(
     source: SourceImage,
     out_path: str | Path,
@@ -250,130 +303,136 @@ def run_enhance(
     note: Callable[[str], None] | None = None,
     cluster: Callable[[], AbstractContextManager[tuple[Any, dict[str, float] | None]]] | None = None,
     allow_missing_chunks: bool = False,
-) -> RunSummary:
-    """Enhance `source` into a multiscale OME-Zarr at `out_path`. See the module docstring.
+) -> EnhanceResult:
+    """Enhance `source` into a multiscale OME-Zarr at `out_path`: the five stages of the module docstring.
 
     Order: every check that needs no write (options, output location, the model on one tile, the
     tissue map), then the output's lock (zse.pipeline.lock), then the writes. `--overwrite` of a finished
     output writes the new one beside it and swaps it in at the end, so the old result stays until the new
     one is complete; `--resume` re-checks the done-marked blocks' shards and redoes damaged ones.
     Absent chunk files in IN are refused unless `allow_missing_chunks` (then read as the fill value, with
-    a note; zse.pipeline.io.chunks). `note(line)` receives remarks for the user (default: none). `cluster()`, where given, is entered
-    after the checks and yields (client, task resources): callers that start a cluster for the run pass it
-    (zse.workflows.cluster), so that a refused run never starts one; else `client` and `resources` are used.
+    a note; zse.pipeline.io.chunks). `note(line)` receives remarks for the user (default: none). `cluster()`,
+    where given, is entered after the checks and yields (client, task resources): callers that start a
+    cluster for the run pass it (zse.workflows.cluster), so that a refused run never starts one; else
+    `client` (None: every task in this process) and `resources` are used.
     """
     t0 = time.perf_counter()
     out_path = Path(out_path)
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other: resume keeps finished blocks, overwrite deletes them")
-    lattice, blocks, record = plan_run(source, factory, options)
-    meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
-    spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
-    check_output_location(source, out_path)
-    check_output_path(out_path, overwrite=overwrite, resume=resume)
-    for line in check_chunks(source, allow_missing=allow_missing_chunks):
-        if note is not None:
-            note(line)
-    check_model(factory, source, options.tile)
-    r = getattr(factory, "margin_px", None)
-    if r is not None and lattice.margin < r and note is not None:
-        note(f"model {factory.name} has a receptive radius of {r} px but the blending margin is {lattice.margin} px "
-             f"(at most overlap/2 = {lattice.overlap // 2}); tiles then agree only approximately. The default overlap "
-             "is exact: leave --overlap and --margin out.")
-    tmap = tissue_map(source, options.tissue_threshold) if options.skip_background else None
+    tell = note or (lambda _line: None)
+    plan = plan_run(source, factory, options, tissue=False)
+    check_run(source, out_path, factory, plan, options, resume=resume, overwrite=overwrite,
+              allow_missing_chunks=allow_missing_chunks, note=tell)
+    if options.skip_background:
+        plan = replace(plan, tissue=tissue_map(source, options.tissue_threshold))
 
+    result = EnhanceResult(out_path=out_path, model=factory.name, overlap=plan.lattice.overlap,
+                           blocks_total=len(plan.blocks), margin=plan.lattice.margin)
     with OutputLock(out_path, command=str((provenance or {}).get("command", "")), note=note):
-        if resume and not out_path.exists():
-            resume = False  # nothing to resume yet: start fresh (batch scripts can always pass --resume)
-        target = out_path
-        if resume:
-            check_resume(out_path, record)
-            problems = verify_done(out_path, spec)
-            if problems and note:
-                note(f"--resume: {len(problems)} finished region(s) were damaged and are redone (first: {problems[0]})")
-        else:
-            target = write_target(out_path)
+        target, resume = open_target(out_path, plan, resume=resume, note=tell)
         with cluster() if cluster is not None else nullcontext((client, resources)) as (client, resources):
-            summary = _run_locked(source, target, factory, options, lattice, blocks, record, spec, tmap, client=client,
-                                  resume=resume, progress=progress, resources=resources, provenance=provenance,
-                                  section_id=section_id)
+            if not resume:
+                create_output(target, plan.spec)
+                write_run_record(target, plan.record)
+            if resume and is_finished(target, plan):
+                result.blocks_already_done = len(plan.blocks)  # finished earlier: nothing to do, nothing rewritten
+            else:
+                run_level0(source, target, factory, options, plan, result, client=client, resume=resume,
+                           progress=progress, resources=resources)
+                run_pyramid(target, plan, result, client=client, resume=resume, progress=progress)
+                finalise(source, target, plan, result, provenance=provenance, section_id=section_id)
         if target != out_path:
             swap_in(target, out_path)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
+    result.wall_s = time.perf_counter() - t0
+    return result
 
 
-def _run_locked(source: SourceImage, out_path: Path, factory: PredictorFactory, options: EnhanceOptions, lattice: Lattice,
-                blocks: list[Block], record: dict[str, Any], spec: OutputSpec, tmap: Any, *, client: Any, resume: bool,
-                progress: bool, resources: dict[str, float] | None, provenance: dict[str, Any] | None,
-                section_id: str | None) -> RunSummary:
-    """The writes of a run, under its lock: create (or reopen) the output, blocks, pyramid, metadata."""
+def open_target(out_path: Path, plan: RunPlan, *, resume: bool, note: Callable[[str], None]) -> tuple[Path, bool]:
+    """Stage 2, under the lock: the folder this run writes and whether it resumes. A fresh run writes OUT,
+    or beside it when OUT exists (`write_target`; created with the run record once the cluster is up); a
+    resume checks the record and re-checks the done blocks (`verify_done`). --resume without an OUT
+    starts fresh."""
+    if resume and not out_path.exists():
+        resume = False  # nothing to resume yet: start fresh (batch scripts can always pass --resume)
+    if resume:
+        check_resume(out_path, plan.record)
+        problems = verify_done(out_path, plan.spec)
+        if problems:
+            note(f"--resume: {len(problems)} finished region(s) were damaged and are redone (first: {problems[0]})")
+        return out_path, True
+    return write_target(out_path), False
+
+
+def is_finished(out_path: Path, plan: RunPlan) -> bool:
+    """True when `out_path` is complete: its metadata says so and every region of every level is marked done."""
     import zarr
 
-    meta = spec.meta
-    if resume:
-        group = zarr.open_group(str(out_path), mode="r+")
-    else:
-        group = create_output(out_path, spec)
-        write_run_record(out_path, record)
+    zse_attrs = dict(zarr.open_group(str(out_path), mode="r").attrs).get("zse")
+    return (isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete"
+            and all(len(done_states(out_path, lv)) == len(indexed_block_grid(sh[-2:], plan.spec.block))
+                    for lv, sh in enumerate(plan.spec.shapes)))
 
-    summary = RunSummary(blocks_total=len(blocks), margin=lattice.margin)
+
+def run_level0(source: SourceImage, out_path: Path, factory: PredictorFactory, options: EnhanceOptions, plan: RunPlan,
+               result: EnhanceResult, *, client: Any, resume: bool, progress: bool,
+               resources: dict[str, float] | None) -> None:
+    """Stage 3: one task per block not yet done; counts go into `result`."""
+    lattice = plan.lattice
     done0 = done_states(out_path, 0) if resume else {}
-    pending = [b for b in blocks if b.index not in done0]
-    summary.blocks_already_done = len(blocks) - len(pending)
-    zse_attrs = dict(group.attrs).get("zse")
-    if resume and not pending and isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete" \
-            and all(len(done_states(out_path, lv)) == len(block_grid(sh[-2:], spec.block)) for lv, sh in enumerate(spec.shapes)):
-        return summary  # finished earlier: nothing to do, nothing rewritten
-    if tmap is not None:
-        tissue_of = {t: tmap.tile_has_tissue(lattice, *t) for b in pending for t in b.tiles}
-    else:
-        tissue_of = {t: True for b in pending for t in b.tiles}
+    pending = [b for b in plan.blocks if b.index not in done0]
+    result.blocks_already_done = len(plan.blocks) - len(pending)
+    tmap = plan.tissue
+    tissue_of = {t: tmap is None or tmap.tile_has_tissue(lattice, *t) for b in pending for t in b.tiles}
     src_array = str(Path(source.image_path) / source.level_paths[0])
     tasks = [
         (BlockTask(source_array=src_array, output_array=output_arrays(out_path, 0), output_root=str(out_path), block=b,
-                   lattice=lattice, dtype=meta.dtype, factory=factory, device=options.device,
+                   lattice=lattice, dtype=plan.spec.meta.dtype, factory=factory, device=options.device,
                    batch_size=options.resolved_batch(), tissue=tuple(tissue_of[t] for t in b.tiles)),)
         for b in pending
     ]
 
     def on_block(res: dict[str, Any]) -> None:
         if res["state"] == "skipped":
-            summary.blocks_skipped += 1
+            result.blocks_skipped += 1
         else:
-            summary.blocks_done += 1
-        summary.tiles_run += int(res["tiles"])
-        summary.tiles_skipped += int(res["tiles_skipped"])
+            result.blocks_done += 1
+        result.tiles_run += int(res["tiles"])
+        result.tiles_skipped += int(res["tiles_skipped"])
 
     _gather(client, process_block, tasks, desc="enhance", progress=progress, resources=resources, on_result=on_block)
 
+
+def run_pyramid(out_path: Path, plan: RunPlan, result: EnhanceResult, *, client: Any, resume: bool, progress: bool) -> None:
+    """Stage 4: levels 1.. from the previous level, one aligned region per task, level by level."""
+    spec = plan.spec
     for level in range(1, len(spec.shapes)):
         done_l = done_states(out_path, level) if resume else {}
-        shape = spec.shapes[level]
-        ncols = -(-shape[-1] // spec.block)
-        argsets = []
-        for k, box in enumerate(block_grid(shape[-2:], spec.block)):
-            index = (k // ncols, k % ncols)
-            if index not in done_l:
-                argsets.append((output_arrays(out_path, level - 1), output_arrays(out_path, level), str(out_path), level, index, box))
-        summary.pyramid_tasks += len(argsets)
+        argsets = [(output_arrays(out_path, level - 1), output_arrays(out_path, level), str(out_path), level, index, box)
+                   for index, box in indexed_block_grid(spec.shapes[level][-2:], spec.block) if index not in done_l]
+        result.pyramid_tasks += len(argsets)
         _gather(client, process_level_region, argsets, desc=f"pyramid level {level}", progress=progress, resources=None,
                 on_result=lambda _: None)
 
+
+def finalise(source: SourceImage, out_path: Path, plan: RunPlan, result: EnhanceResult, *,
+             provenance: dict[str, Any] | None, section_id: str | None) -> None:
+    """Stage 5: the OME metadata and zse's record (provenance, physical placement, block counts), written last."""
+    import zarr
+
+    meta, record = plan.spec.meta, plan.record
     states = done_states(out_path, 0)
     z = meta.shape_zyx[0] * meta.n_channels
-    summary.voxels = z * meta.shape[-2] * meta.shape[-1]
-    summary.voxels_processed = summary.voxels  # refined by callers that need it
+    result.voxels = z * meta.shape[-2] * meta.shape[-1]
+    result.voxels_processed = result.voxels  # refined by callers that need it
     src_zse = source.attrs.get("zse", {}) if isinstance(source.attrs.get("zse"), dict) else {}
-    finalize_output(group, spec, name=meta.name, attrs={
+    group = zarr.open_group(str(out_path), mode="r+")
+    finalize_output(group, plan.spec, name=meta.name, attrs={
         # carried over for 3D reconstruction of consecutive sections (the origin is in the OME translation)
         "section_id": section_id if section_id is not None else src_zse.get("section_id"),
         "voxel_size_um": list(meta.voxel_size_um),
         "translation_um": list(meta.translation_um),
         "provenance": {"zse_version": __version__, "model": record["model"], "options": record["options"],
                        "input": record["input"], **(provenance or {})},
-        "summary": {"blocks_total": summary.blocks_total,
+        "summary": {"blocks_total": result.blocks_total,
                     "blocks_enhanced": sum(1 for v in states.values() if v == "done"),
                     "blocks_skipped": sum(1 for v in states.values() if v == "skipped")},
     })
-    return summary

@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "zse.workflows.demo:demo",
     "synth": "zse.workflows.synth:synth",
     "convert": "zse.workflows.convert:convert",
-    "enhance": "zse.workflows.enhance:enhance",
+    "enhance": "zse.workflows.enhance:enhance_command",
     "info": "zse.workflows.info:info",
     "extract-rois": "zse.workflows.extract_rois:extract_rois",
     "train": "zse.workflows.train:train",

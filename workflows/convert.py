@@ -96,10 +96,9 @@ def convert(inputs: tuple[str, ...], output: Path, voxel_size: str | None, origi
             order: str, ngff: str, section_id: str | None, block: int, overwrite: bool, quiet: bool) -> None:
     """Convert TIFF z-stack INPUT… (folder, glob or files of per-plane TIFFs, or one stack) to OUT.ome.zarr."""
     from zse.pipeline.io.tiff import open_tiff_volume
-    from zse.pipeline.io.write import write_volume
+    from zse.pipeline.io.write import check_block, write_volume
 
-    if block < 16:
-        raise ConfigError(f"--block {block} is too small; valid: ≥ 16 pixels")
+    check_block(block)
     check_output(output, inputs, overwrite)
     vs = parse_triple(voxel_size, "--voxel-size", positive=True)
     translation = parse_triple(origin, "--origin", positive=False) or (0.0, 0.0, 0.0)

@@ -27,12 +27,10 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     """Synthesise, enhance and show: the end-to-end job on built-in synthetic data."""
     from zse.models import metrics as M
     from zse.models.phantom import BLUR_PRESETS
-    from zse.models.registry import best_model, resolve
+    from zse.models.registry import best_model
+    from zse.pipeline.infer import check_device
     from zse.pipeline.io.ngff import open_image
-    from zse.pipeline.options import make_options
-    from zse.pipeline.run import run_enhance
-    from zse.workflows.cluster import open_client, task_resources
-    from zse.workflows.enhance import check_device
+    from zse.workflows.enhance import enhance
     from zse.workflows.params import parse_shape
     from zse.workflows.report import plot_orthoview_columns, plot_plane_curves
     from zse.workflows.synth import write_synth
@@ -45,14 +43,11 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     click.echo(f"1/3 synthesising a {zyx} brightfield z-scan (seed {seed}) -> {slide}", err=True)
     write_synth(slide, zyx, seed, ground_truth=truth, blur="huron", overwrite=True)
     model_spec = model or best_model()
-    factory = resolve(model_spec)
     enhanced = out_dir / "enhanced.ome.zarr"
     click.echo(f"2/3 enhancing with {model_spec} on a local Dask cluster ({workers} worker(s), {device}) -> {enhanced}", err=True)
-    opts = make_options(device=device, block=256)
+    summary = enhance(slide, enhanced, model_spec, device=device, block=256, workers=workers, overwrite=True,
+                      provenance={"command": "zse demo"})
     source = open_image(slide)
-    with open_client(device=device, workers=workers) as client:
-        summary = run_enhance(source, enhanced, factory, opts, client=client, overwrite=True,
-                              resources=task_resources(client), provenance={"command": "zse demo"})
     for line in summary.lines():
         click.echo(f"    {line}", err=True)
     x = np.asarray(source.levels[0][:])

@@ -1,29 +1,113 @@
-"""`zse enhance IN OUT --model M`: the whole-slide enhancement job."""
+"""The enhance job: `zse.enhance(...)` for notebooks and scripts, and `zse enhance IN OUT` on top of it.
+
+`enhance` owns every check of a run (options, device, input, model, output location; the default
+overlap and margin that follow the model) and where it runs (in this process, a given Dask client, or
+a cluster it opens and closes: zse.workflows.cluster); the pipeline under it is
+zse.pipeline.run.run_enhance. The CLI, `zse demo`, `zse bench` and the scripts in benchmarks/ call it.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from zse.errors import ConfigError
-from zse.workflows.cluster import cluster_options, open_client, task_resources
+from zse.workflows import cluster as _cluster
+
+if TYPE_CHECKING:
+    from zse.pipeline.infer import PredictorFactory
+    from zse.pipeline.io.ngff import SourceImage
+    from zse.pipeline.run import EnhanceResult
 
 
-def check_device(device: str) -> None:
-    """Refuse --device cuda where no GPU is visible, with what to do instead."""
-    if device.startswith("cuda"):
-        import torch
+def enhance(
+    source: str | Path | SourceImage,
+    out: str | Path,
+    model: str | PredictorFactory | None = None,
+    *,
+    tile: int = 128,
+    overlap: int | None = None,
+    margin: int | None = None,
+    block: int | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
+    ngff: str = "0.5",
+    skip_background: bool = True,
+    tissue_threshold: float = 0.08,
+    resume: bool = False,
+    overwrite: bool = False,
+    workers: int | None = None,
+    client: Any = None,
+    cluster: str | None = None,
+    cluster_options: Mapping[str, Any] | None = None,
+    gpu_tasks: int = 3,
+    amp: str | None = None,
+    section_id: str | None = None,
+    allow_missing_chunks: bool = False,
+    progress: bool = True,
+    note: Callable[[str], None] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> EnhanceResult:
+    """Enhance the OME-Zarr z-scan `source` into a multiscale OME-Zarr at `out` (same dtype, axes and
+    physical metadata); returns what the run did (`EnhanceResult`: blocks, tiles, overlap, margin, wall time).
 
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: no CUDA GPU is visible here (torch {torch.__version__}); use --device cpu")
+    Args:
+        source: path of an OME-Zarr image (NGFF 0.4/0.5, bioformats2raw too) or an opened `SourceImage`.
+        out: output path; refused if it exists, unless `resume` or `overwrite`.
+        model: registry name (`zse models`), zse checkpoint (.pt), exported program (.pt2) or a
+            PredictorFactory; None: the best bundled model.
+        tile, overlap, margin, block, batch_size, ngff, skip_background, tissue_threshold: as the CLI's
+            flags (`zse enhance --help`); overlap and margin None follow the model's receptive radius.
+        device: "cpu", "cuda" or "cuda:N" (refused where no GPU is visible).
+        workers: 0 runs every block in this process without Dask; None or N ≥ 1 opens a cluster for the
+            run (local: N worker processes, default 1 on CPU, one per GPU) unless `client` is given.
+        client: an open `distributed.Client` to run on (not closed here); overrides `cluster`.
+        cluster, cluster_options: where to open the cluster ("local", "local-cuda", "slurm" or a
+            scheduler address) and the other `open_client` keywords (profile, partition, walltime, …).
+        gpu_tasks: block tasks per GPU at once. amp: None or "bf16" (trained models on GPU).
+        note: receives remarks for the user (default: none); progress: a progress bar on stderr.
+        provenance: extra entries for the output's provenance record.
+
+    Raises:
+        ZseError subclasses (InputError, OutputError, ModelError, ConfigError) with one-line messages,
+        all before anything is written where the problem can be seen in advance.
+    """
+    from zse.models.registry import best_model, resolve
+    from zse.pipeline.infer import check_device
+    from zse.pipeline.io.ngff import SourceImage, open_image
+    from zse.pipeline.options import make_options
+    from zse.pipeline.run import run_enhance
+    from zse.workflows.cluster import open_client, task_resources
+
+    opts = make_options(tile=tile, overlap=overlap, margin=margin, block=block, batch_size=batch_size, device=device,
+                        ngff=ngff, skip_background=skip_background, tissue_threshold=tissue_threshold)
+    check_device(device)
+    image = source if isinstance(source, SourceImage) else open_image(Path(source))
+    if model is None or isinstance(model, str):
+        model_spec = model or best_model()
+        factory = resolve(model_spec, amp=amp)
+    else:
+        model_spec, factory = model.name, model
+    run_cluster = None
+    if client is None and workers != 0:
+        copts = {**(cluster_options or {}), **({"cluster": cluster} if cluster is not None else {})}
+
+        @contextmanager
+        def run_cluster() -> Iterator[tuple[Any, dict[str, float] | None]]:
+            with open_client(device=device, workers=workers, gpu_tasks_per_worker=gpu_tasks, **copts) as c:
+                yield c, task_resources(c)
+
+    return run_enhance(image, out, factory, opts, client=client, resources=task_resources(client) if client is not None else None,
+                       resume=resume, overwrite=overwrite, progress=progress,
+                       provenance={**(provenance or {}), "model_spec": model_spec}, section_id=section_id, note=note,
+                       cluster=run_cluster, allow_missing_chunks=allow_missing_chunks)
 
 
-@click.command()
+@click.command("enhance")
 @click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--model", "model", default=None, help="Registry name (see `zse models`), zse checkpoint (.pt) or exported program (.pt2). Default: the best bundled model.")
@@ -44,35 +128,21 @@ def check_device(device: str) -> None:
 @click.option("--section-id", default=None, help="Section identifier recorded in the output (default: the input's, if it has one).")
 @click.option("--allow-missing-chunks", is_flag=True, help="Read chunk files absent from IN as the array's fill value (with a note) instead of refusing IN.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@cluster_options
-def enhance(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int | None, margin: int | None,
-            block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
-            overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str, section_id: str | None, allow_missing_chunks: bool, quiet: bool, cluster_opts: dict[str, Any]) -> None:
+@_cluster.cluster_options
+def enhance_command(input_path: Path, output_path: Path, model: str | None, tile: int, overlap: int | None, margin: int | None,
+                    block: int | None, batch_size: int | None, workers: int | None, device: str, ngff: str, resume: bool,
+                    overwrite: bool, skip_background: bool, tissue_threshold: float, gpu_tasks: int, amp: str,
+                    section_id: str | None, allow_missing_chunks: bool, quiet: bool, cluster_opts: dict[str, Any]) -> None:
     """Enhance the OME-Zarr z-scan IN into a multiscale OME-Zarr OUT (same dtype and axes)."""
-    from zse.models.registry import best_model, resolve
-    from zse.pipeline.io.ngff import open_image
-    from zse.pipeline.options import make_options
-    from zse.pipeline.run import run_enhance
-
-    opts = make_options(tile=tile, overlap=overlap, margin=margin, block=block, batch_size=batch_size, device=device,
-                        ngff=ngff, skip_background=skip_background, tissue_threshold=tissue_threshold)
-    check_device(device)
-    source = open_image(input_path)
-    model_spec = model or best_model()
-    factory = resolve(model_spec, amp=None if amp == "none" else amp)
 
     def note(line: str) -> None:
         click.echo(f"zse: note: {line}", err=True)
 
-    provenance = {"command": " ".join(sys.argv), "model_spec": model_spec}
-
-    @contextmanager
-    def cluster() -> Iterator[tuple[Any, dict[str, float] | None]]:
-        with open_client(device=device, workers=workers, gpu_tasks_per_worker=gpu_tasks, **cluster_opts) as client:
-            yield client, task_resources(client)
-
-    summary = run_enhance(source, output_path, factory, opts, resume=resume, overwrite=overwrite, progress=not quiet,
-                          provenance=provenance, section_id=section_id, note=note,
-                          cluster=None if workers == 0 else cluster, allow_missing_chunks=allow_missing_chunks)
-    for line in [f"zse enhance: {input_path} -> {output_path} (model {factory.name}, margin {summary.margin})", *summary.lines()]:
+    result = enhance(input_path, output_path, model, tile=tile, overlap=overlap, margin=margin, block=block,
+                     batch_size=batch_size, device=device, ngff=ngff, skip_background=skip_background,
+                     tissue_threshold=tissue_threshold, resume=resume, overwrite=overwrite, workers=workers,
+                     cluster_options=cluster_opts, gpu_tasks=gpu_tasks, amp=None if amp == "none" else amp,
+                     section_id=section_id, allow_missing_chunks=allow_missing_chunks, progress=not quiet, note=note,
+                     provenance={"command": " ".join(sys.argv)})
+    for line in [f"zse enhance: {input_path} -> {output_path} (model {result.model}, margin {result.margin})", *result.lines()]:
         click.echo(line, err=True)

@@ -20,6 +20,8 @@ class IdentityFactory:
     name: str = "identity"
     checksum: str = hashlib.sha256(b"zse-identity-v1").hexdigest()
     margin_px: int | None = 0
+    input_zyx: tuple[int | None, int | None, int | None] | None = None
+    translation_equivariant: bool = True
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return _identity

@@ -113,6 +113,7 @@ class RLDeconvFactory:
         self.checksum = hashlib.sha256(blob.encode()).hexdigest()
         self.margin_px: int | None = self.params.margin
         self.translation_equivariant = True
+        self.input_zyx: tuple[int | None, int | None, int | None] | None = None
 
     def __repr__(self) -> str:
         return f"RLDeconvFactory({self.params!r})"

@@ -53,6 +53,8 @@ TESTMODELS_SRC = textwrap.dedent('''
         seed: int = 0
         delay_s: float | None = None  # None: $ZSE_TEST_MODEL_DELAY at build time (default 0)
         margin_px: int | None = 2
+        input_zyx: tuple[int | None, int | None, int | None] | None = None
+        translation_equivariant: bool = True
 
         @property
         def name(self) -> str:

@@ -25,6 +25,8 @@ class CountingFactory:
     log: str
     name: str = "counting-identity"
     margin_px: int | None = 0
+    input_zyx: tuple[int | None, int | None, int | None] | None = None
+    translation_equivariant: bool = True
     checksum: str = hashlib.sha256(b"counting").hexdigest()
 
     def build(self, device: str):

@@ -48,6 +48,8 @@ class ConvFactory:
     radius: int = 2
     name: str = "random-conv"
     margin_px: int | None = 2
+    input_zyx: tuple[int | None, int | None, int | None] | None = None
+    translation_equivariant: bool = True
     checksum: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -64,6 +66,8 @@ class PerTileNormFactory:
 
     name: str = "per-tile-norm"
     margin_px: int | None = None
+    input_zyx: tuple[int | None, int | None, int | None] | None = None
+    translation_equivariant: bool = False
     checksum: str = hashlib.sha256(b"per-tile-norm").hexdigest()
 
     def build(self, device: str):
@@ -190,6 +194,8 @@ class StridedUNetFactory:
     name: str = "strided-unet"
     checksum: str = hashlib.sha256(b"strided-unet").hexdigest()
     margin_px: int | None = None
+    input_zyx: tuple[int | None, int | None, int | None] | None = None
+    translation_equivariant: bool = True
 
     def net(self) -> torch.nn.Module:
         from zse.models.config import UNetConfig

@@ -152,6 +152,8 @@ class _InvertFactory:
     name = "invert"
     checksum = "0" * 64
     margin_px = 0
+    input_zyx = None
+    translation_equivariant = True
 
     def build(self, device: str):
         return lambda t: -t  # in [-1, 1]: v ↦ 255 − v for uint8
