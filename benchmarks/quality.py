@@ -7,7 +7,7 @@ Writes docs/quality.md and its figures (docs/quality/). Results per method and i
 new.
 
 Parts:
-1. synthetic — `zse.models.phantom.synthesize` slides (29 × 256 × 256, seeds 0, 1, 2) with the
+1. synthetic — `zse.models.simulator.synthesize` slides (29 × 256 × 256, seeds 0, 1, 2) with the
    optical-section truth, imaged with two widefield PSFs that training never saw (`PSFS`; the pair
    synthesiser draws NA from {0.6, 0.7, 0.8, 0.9} × step {1.0, 1.2, 1.6, 1.8} µm, and its phantom seeds
    start at 100000). Scores: `synthetic_scores` (SSIM on in-slice planes and on xz / yz sections,
@@ -18,7 +18,7 @@ Parts:
    `real_scores` (noise, focal-plane structure, contrast, vertical-section FM and axial coverage;
    Richardson–Lucy with NA 0.75 / 1.4 µm, the huron match, at `REAL_RL_ITERATIONS`) and
    the focus curve, with the nearest-in-focus-plane copy beside the paper's flat-FM claim.
-3. tiling — the 36 ROIs laid out 6 × 6 as one 29 × 768 × 768 slide, enhanced through `run_enhance`
+3. tiling — the 36 ROIs laid out 6 × 6 as one 29 × 768 × 768 slide, enhanced through `zse.enhance`
    at the default settings (tile 128, overlap and margin from the model), against the model applied
    once to the whole slide reflect-padded by the margin (the pipeline's padding beyond the volume;
    the oracle of tests/pipeline/test_oracle.py): max and mean |difference| in grey levels.
@@ -48,7 +48,7 @@ from zse.models import metrics as M  # noqa: E402
 from zse.models.baselines.rl_deconv import RLDeconvFactory  # noqa: E402
 from zse.models.data import split_names  # noqa: E402
 from zse.models.npz import load_npz_stack  # noqa: E402
-from zse.models.phantom import synthesize  # noqa: E402
+from zse.models.simulator import synthesize  # noqa: E402
 from zse.pipeline.intensity import from_unit, to_unit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,7 +199,8 @@ def tiling_part(cache: Cache, rois: list[np.ndarray], models: list[tuple[str, An
     from zse.pipeline.io.ngff import open_image
     from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
-    from zse.pipeline.run import lattice_params, run_enhance
+    from zse.pipeline.run import lattice_params
+    from zse.workflows.enhance import enhance
 
     n = int(np.sqrt(len(rois)))
     ny = nx = n * rois[0].shape[-1]
@@ -213,9 +214,9 @@ def tiling_part(cache: Cache, rois: list[np.ndarray], models: list[tuple[str, An
         opts = make_options(skip_background=False)
         overlap, margin = lattice_params(f, opts)
 
-        def tiled(f: Any = f, opts: Any = opts, name: str = name) -> np.ndarray:
+        def tiled(f: Any = f, name: str = name) -> np.ndarray:
             dst = work / f"mosaic_{name}.ome.zarr"
-            run_enhance(open_image(src), dst, f, opts, progress=False, overwrite=True)
+            enhance(src, dst, f, skip_background=False, workers=0, progress=False, overwrite=True)
             return np.asarray(open_image(dst).levels[0][:])
 
         t0 = time.perf_counter()
@@ -413,7 +414,7 @@ def render(synth: dict[str, Any], real: dict[str, Any], tiling: dict[str, Any], 
             md += [f"![{f}](quality/{f})", ""]
     md += ranking(synth, real)
     md += ["## 3. Tiled = untiled at the default settings", "",
-           "The 36 ROIs as one 29 × 768 × 768 slide through `run_enhance` with `make_options()` (tile 128; overlap and margin "
+           "The 36 ROIs as one 29 × 768 × 768 slide through `zse.enhance` with `make_options()` (tile 128; overlap and margin "
            "from the model's declared receptive radius), against the model applied once to the whole slide, reflect-padded by "
            "the margin as the pipeline pads beyond the volume.", ""]
     rows = [[m, t["overlap"], t["margin"], t["max"], f"{t['mean']:.4f}", f"{t['p999']:.1f}"] for m, t in tiling.items()]

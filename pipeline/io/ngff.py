@@ -1,4 +1,5 @@
-"""Stage 2 of the pipeline: OME-NGFF 0.4 / 0.5 metadata, read and written. The only module that knows the spec.
+"""OME-NGFF 0.4 / 0.5 metadata, read (`open_image`, the pipeline's first step) and written. The only module
+that knows the spec; what it writes is validated by ome-zarr-models (`check_with_spec_models`).
 
 Reads: NGFF 0.4 (Zarr v2; with or without the bioformats2raw wrapper, whose image sits under `0/`) and
 NGFF 0.5 (Zarr v3, metadata under `attributes.ome`). Axes `zyx` or `czyx`; uint8 or uint16.
@@ -380,5 +381,23 @@ def multiscales_attrs(
     if ngff == "0.4":
         multiscale = {"version": "0.4", **multiscale}
         omero = {"version": "0.4", **omero}
+    check_with_spec_models(multiscale, ngff)
+    if ngff == "0.4":
         return {"multiscales": [multiscale], "omero": omero}
     return {"ome": {"version": "0.5", "multiscales": [multiscale], "omero": omero}}
+
+
+def check_with_spec_models(multiscale: dict[str, Any], ngff: str) -> None:
+    """Validate a `multiscales` entry zse writes against ome-zarr-models' `Multiscale` of that version, so
+    that a writer bug fails here, loudly, instead of producing an image other tools refuse.
+
+    Inputs are not read through these models: `open_image` accepts what they refuse (NGFF 0.3-style axis
+    names, missing units) and names the exact field of a malformed entry, which their errors do not."""
+    if ngff == "0.4":
+        from ome_zarr_models.v04.multiscales import Multiscale as Multiscale04
+
+        Multiscale04.model_validate(multiscale)
+    else:
+        from ome_zarr_models.v05.multiscales import Multiscale as Multiscale05
+
+        Multiscale05.model_validate(multiscale)
