@@ -10,6 +10,8 @@ and at the end), g_s.pt (inference checkpoint, G_S only) at the end, config.yaml
 `resume=True` restores networks, optimisers, schedulers, pools and all RNG states from last.pt: on
 CPU, N steps straight and N/2 + resume + N/2 give identical weights. Without `resume`, a folder that
 already holds a run (`RUN_FILES`) is refused rather than overwritten (`prepare_run_dir`).
+
+Length (~410 lines): one loop, readable top to bottom (nanoGPT's rule), rather than split into callbacks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 5 of the pipeline: seam-free blending of overlapping tile outputs.
+"""Part of the level-0 tasks stage (zse.pipeline.run): seam-free blending of overlapping tile outputs.
 
 Each tile output is multiplied by a weight map and accumulated; the result is the accumulated sum
 divided by the accumulated weights (normalisation by the sum, as MONAI's and nnU-Net's sliding windows

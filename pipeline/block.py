@@ -1,4 +1,4 @@
-"""Stage 4–6 of the pipeline for one block: the body of one Dask task.
+"""The level-0 tasks stage (zse.pipeline.run) for one block: the body of one Dask task.
 
 read (with its halo, reflect-padded about the volume edges) → cut lattice tiles → batched model calls on
 the device → weighted accumulation (Merger) → quantise → write the block's own aligned region → mark done.

@@ -1,4 +1,4 @@
-"""Stage 1 of the pipeline: tile and block geometry in the y-x plane, as pure functions over boxes.
+"""The plan stage's geometry (zse.pipeline.run): tile and block geometry in the y-x plane, as pure functions over boxes.
 
 Tiles always span every z plane, so all geometry here is two-dimensional (y, x), in pixels of level 0.
 

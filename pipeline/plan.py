@@ -1,4 +1,4 @@
-"""Stage 3 of the pipeline: what to do, and what is done.
+"""The plan stage's records (zse.pipeline.run): what to do, and what is done.
 
 - The block plan: blocks aligned to the output shards (zse.pipeline.geometry.make_blocks).
 - The tissue map: from a low-resolution level of the input, which lattice tiles contain tissue. The

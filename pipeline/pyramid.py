@@ -1,4 +1,4 @@
-"""Stage 6 of the pipeline: pyramid levels, each built from the previous one (mean 2×2 in y, x; z kept).
+"""The pyramid tasks stage (zse.pipeline.run): pyramid levels, each built from the previous one (mean 2×2 in y, x; z kept).
 
 Each task writes one aligned region (a whole shard) of level l+1 from the matching 2× region of level l,
 so the model runs once per block and a crash resumes level by level.

@@ -1,4 +1,5 @@
-"""Stage 6 of the pipeline: the output OME-Zarr — created empty, filled block by block, finalised last.
+"""The output OME-Zarr — created empty (create stage), filled block by block (level-0 and pyramid tasks),
+finalised last (finalise stage); the stages are those of zse.pipeline.run.
 
 Layout of an output written by zse (NGFF 0.5 by default, 0.4 on request):
     OUT/                 group; attributes `ome` (0.5) or `multiscales`+`omero` (0.4), and `zse`
@@ -11,6 +12,10 @@ Either way no two tasks ever write the same chunk or shard.
 
 Until `finalize_output` runs, the group carries no OME multiscales metadata and `zse.status` is
 "incomplete": an interrupted write is never a valid image, and `zse info` says so.
+
+Length (~440 lines): one module owns every write to an output — layout, replacing a finished one, the
+durability of each region (fsync, shard-index checks) — so that the write guarantees of
+docs/architecture.md can be reviewed in one place.
 """
 
 from __future__ import annotations
