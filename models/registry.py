@@ -11,33 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zse.errors import ModelError
+
+if TYPE_CHECKING:
+    from zse.pipeline.infer import PredictorFactory
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def _identity(amp: str | None = None) -> Any:
+def _identity(amp: str | None = None) -> PredictorFactory:
     from zse.models.baselines.identity import IdentityFactory
 
     return IdentityFactory()
 
 
-def _rl_deconv(amp: str | None = None) -> Any:
+def _rl_deconv(amp: str | None = None) -> PredictorFactory:
     from zse.models.baselines.rl_deconv import RLDeconvFactory
 
     return RLDeconvFactory()
 
 
-def _unsharp(amp: str | None = None) -> Any:
+def _unsharp(amp: str | None = None) -> PredictorFactory:
     from zse.models.baselines.unsharp import UnsharpFactory
 
     return UnsharpFactory()
 
 
-def _bundled(filename: str) -> Callable[..., Any]:
-    def build(amp: str | None = None) -> Any:
+def _bundled(filename: str) -> Callable[..., PredictorFactory]:
+    def build(amp: str | None = None) -> PredictorFactory:
         from zse.models.checkpoint import CheckpointFactory
 
         path = WEIGHTS_DIR / filename
@@ -49,7 +52,7 @@ def _bundled(filename: str) -> Callable[..., Any]:
 
 
 # name -> (builder, one-line description). DEFAULT_MODEL (below) is the default.
-REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {
+REGISTRY: dict[str, tuple[Callable[..., PredictorFactory], str]] = {
     "unet3d-gan": (_bundled("unet3d-gan.pt"), "3D U-Net trained with physics (WFCON's recipe adapted): optical "
                    "sections from z-scans, trained on simulated pairs then real stacks (bundled; a CPU training, "
                    "see models/weights/README.md)"),
@@ -84,7 +87,7 @@ def best_model() -> str:
     return DEFAULT_MODEL if DEFAULT_MODEL in available() else "rl-deconv"
 
 
-def resolve(spec: str, amp: str | None = None) -> Any:
+def resolve(spec: str, amp: str | None = None) -> PredictorFactory:
     """A PredictorFactory (see zse.pipeline.infer) for a registry name or a model file path.
 
     amp: None (fp32) or "bf16" autocast, for trained networks (baselines ignore it).
