@@ -28,6 +28,7 @@ from zse.pipeline.intensity import from_unit, to_unit
 from zse.pipeline.io.chunks import open_source_array
 from zse.pipeline.io.write import clear_region, open_output_array, sync_region
 from zse.pipeline.plan import mark_done
+from zse.pipeline.progress import report_tiles
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,12 @@ def predict_block(
     tiles: tuple[tuple[int, int], ...],
     predictor: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int,
+    on_tiles: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Model output over `write_box` from tiles cut out of `data`.
 
     data: float32 (Z, RY, RX) in [-1, 1] covering `read_box`, on the predictor's device.
+    on_tiles(n): called after each batch with the number of tiles it ran (progress).
     Returns (values float32 (Z, WY, WX), covered bool (WY, WX)); uncovered pixels (no tile run) are 0.
     """
     n_planes = data.shape[0]
@@ -131,6 +134,8 @@ def predict_block(
         for k, b in enumerate(chunk):
             merger.add(out[k, 0].float(), b)
         start += len(chunk)
+        if on_tiles is not None:
+            on_tiles(len(chunk))
     return merger.finalize()
 
 
@@ -146,6 +151,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
         dst[..., wy, wx] = read_region(src, block.write_box)
         sync_region(dst, block.write_box)
         mark_done(task.output_root, 0, block.index, "skipped")
+        report_tiles(len(block.tiles))
         return {"state": "skipped", "tiles": 0, "tiles_skipped": len(block.tiles)}
     # Read only the union of the tiles we run (plus the write box, for copy-through pixels).
     rbox = block.write_box
@@ -164,7 +170,8 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
         for c in range(channels.shape[0]):
             with gpu_phase:
                 data = to_unit(channels[c], task.dtype)
-                values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size)
+                values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size,
+                                                on_tiles=report_tiles if c == 0 else None)
                 if not bool(covered.all()):  # pixels no tissue tile covers keep their input value
                     inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
                     values = torch.where(covered[None], values, inp)
@@ -174,6 +181,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
     dst[..., wy, wx] = out.astype(task.dtype, copy=False)
     sync_region(dst, block.write_box)  # data durable before its marker
     mark_done(task.output_root, 0, block.index, "done")
+    report_tiles(len(block.tiles) - len(run_tiles))
     return {"state": "done", "tiles": len(run_tiles), "tiles_skipped": len(block.tiles) - len(run_tiles)}
 
 

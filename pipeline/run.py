@@ -54,6 +54,7 @@ from zse.pipeline.plan import (
     unmark,
     write_run_record,
 )
+from zse.pipeline.progress import tile_progress
 
 
 @dataclass
@@ -398,7 +399,8 @@ def run_level0(source: SourceImage, out_path: Path, factory: PredictorFactory, o
         result.tiles_run += int(res["tiles"])
         result.tiles_skipped += int(res["tiles_skipped"])
 
-    _gather(client, process_block, tasks, desc="enhance", progress=progress, resources=resources, on_result=on_block)
+    with tile_progress(client, sum(len(b.tiles) for b in pending), desc="enhance", enabled=progress):
+        _gather(client, process_block, tasks, desc="enhance", progress=False, resources=resources, on_result=on_block)
 
 
 def run_pyramid(out_path: Path, plan: RunPlan, result: EnhanceResult, *, client: Any, resume: bool, progress: bool) -> None:

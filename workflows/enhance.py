@@ -99,12 +99,24 @@ def enhance(
         @contextmanager
         def run_cluster() -> Iterator[tuple[Any, dict[str, float] | None]]:
             with open_client(device=device, workers=workers, gpu_tasks_per_worker=gpu_tasks, **copts) as c:
+                link = dashboard_link(c) if str(copts.get("dashboard_address")).lower() != "none" else None
+                if link and note is not None:
+                    note(f"Dask dashboard (tasks, workers, memory): {link}")
                 yield c, task_resources(c)
 
     return run_enhance(image, out, factory, opts, client=client, resources=task_resources(client) if client is not None else None,
                        resume=resume, overwrite=overwrite, progress=progress,
                        provenance={**(provenance or {}), "model_spec": model_spec}, section_id=section_id, note=note,
                        cluster=run_cluster, allow_missing_chunks=allow_missing_chunks)
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The Dask dashboard URL of `client`'s scheduler, or None where its scheduler serves no HTTP."""
+    try:
+        services = client.scheduler_info().get("services", {})
+        return str(client.dashboard_link) if "dashboard" in services else None
+    except Exception:  # noqa: BLE001 - a missing link is not an error
+        return None
 
 
 @click.command("enhance")
