@@ -17,7 +17,7 @@ import numpy as np
 
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("zse-demo"), show_default=True,
-              help="Folder for the synthetic slide, its enhancement and the picture (replaced if it exists).")
+              help="Folder for the synthetic slide, its enhancement and the pictures; an earlier demo there is replaced (with a note).")
 @click.option("--shape", default="29,512,768", show_default=True, help="Synthetic slide shape Z,Y,X.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic slide.")
 @click.option("--model", default=None, help="Model to run (default: the best in the registry).")
@@ -26,8 +26,8 @@ import numpy as np
 def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, workers: int) -> None:
     """Synthesise, enhance and show: the end-to-end job on built-in synthetic data."""
     from zse.models import metrics as M
-    from zse.models.phantom import BLUR_PRESETS
     from zse.models.registry import best_model
+    from zse.models.simulator import BLUR_PRESETS
     from zse.pipeline.infer import check_device
     from zse.pipeline.io.ngff import open_image
     from zse.workflows.enhance import enhance
@@ -37,9 +37,13 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
 
     t0 = time.perf_counter()
     check_device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
     zyx = parse_shape(shape)
     slide, truth = out_dir / "slide.ome.zarr", out_dir / "truth.ome.zarr"
+    earlier = [p.name for p in (slide, truth, out_dir / "enhanced.ome.zarr", out_dir / "orthoview.png", out_dir / "planes.png")
+               if p.exists()]
+    if earlier:
+        click.echo(f"zse demo: replacing the earlier demo in {out_dir} ({', '.join(earlier)})", err=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     click.echo(f"1/3 synthesising a {zyx} brightfield z-scan (seed {seed}) -> {slide}", err=True)
     write_synth(slide, zyx, seed, ground_truth=truth, blur="huron", overwrite=True)
     model_spec = model or best_model()
