@@ -25,7 +25,7 @@ from zse.models.config import load_config
 from zse.models.data import RoiDataset
 from zse.models.npz import load_npz_stack
 from zse.models.pairs import PairSynthesiser, content_pool
-from zse.models.phantom import sharpness_curve, synthesize
+from zse.models.simulator import sharpness_curve, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 HURON = REPO.parent / "shared" / "data" / "zse-gan-huron"

@@ -260,7 +260,7 @@ class OptimConfig(_Frozen):
 class PairConfig(_Frozen):
     """The pair synthesiser of `unet3d-gan` (`zse.models.pairs`): ranges of the imaging drawn per sample.
 
-    Absorption volumes come from the phantom (`zse.models.phantom`, seeds `phantom_seeds`, a bank made
+    Absorption volumes come from the phantom (`zse.models.simulator`, seeds `phantom_seeds`, a bank made
     once per z-step) or from real in-focus content (sharpest planes of the training stacks and
     brightness-matched trainA2D patches) stacked as thin layers filling a section; `layers_fraction`
     of the samples are of the second kind. Each sample is imaged through a widefield PSF drawn from

@@ -200,7 +200,7 @@ def high_na_psf_zyx(
 
 
 CONFOCAL_HALF_Z = 3
-"""Planes kept on each side of focus by `zse.models.phantom`'s optical-section truth. A point-pinhole
+"""Planes kept on each side of focus by `zse.models.simulator`'s optical-section truth. A point-pinhole
 confocal's plane energy falls off as 1/defocus²: at a 1.4 µm step and NA 1.3 the planes beyond ±3 hold
 ≈ 4 % of it, which the truth drops (it is slightly more sectioned than an ideal confocal)."""
 
@@ -219,7 +219,7 @@ def confocal_psf_zyx(
     Unlike the widefield PSF, whose every plane carries all the light (so defocused structures stay in
     the image as haze), this kernel's plane energy falls off with defocus: convolving an absorption μ
     (1/µm) with it gives the local mean of μ around each voxel, nothing from structures a few planes
-    away and nothing at all above or below the tissue. `zse.models.phantom` scales that by the section
+    away and nothing at all above or below the tissue. `zse.models.simulator` scales that by the section
     thickness to make the synthetic ground truth (an in-slice plane then carries the column's mean OD).
 
     The widefield PSF is computed on a lateral window wide enough for the largest kept defocus (so its

@@ -1,7 +1,7 @@
 """The pair synthesiser of `unet3d-gan`: (blurred z-scan, optical-section truth) pairs made on the fly.
 
 WFCON-Net's authors train without paired confocal data by simulating pairs; this module does that with
-the project's own optics (`zse.models.optics`) and the same truth as `zse synth` (`zse.models.phantom`):
+the project's own optics (`zse.models.optics`) and the same truth as `zse synth` (`zse.models.simulator`):
 
 1. An absorption volume μ (1/µm), float32 (Z, L, L), L = 2 × the training crop, from one of
    - the phantom (`phantom_mu`: neurons, glia, fibres, neuropil in a section with soft faces), a bank
@@ -97,7 +97,7 @@ class PairSynthesiser:
 
     def build(self, seed: int) -> PairSynthesiser:
         """Render the phantom bank and the OTFs (tens of seconds on 2 cores). Returns self."""
-        from zse.models.phantom import make_params, phantom_mu
+        from zse.models.simulator import make_params, phantom_mu
 
         rng = np.random.default_rng(seed)
         c = self.cfg

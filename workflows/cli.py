@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "extract-rois": "zse.workflows.extract_rois:extract_rois",
     "train": "zse.workflows.train:train",
     "export": "zse.workflows.export:export",
-    "evaluate": "zse.workflows.evaluate:evaluate",
+    "evaluate": "zse.workflows.evaluate:evaluate_command",
     "bench": "zse.workflows.bench:bench",
     "submit": "zse.workflows.submit:submit",
     "models": "zse.workflows.info:models",

@@ -1,7 +1,7 @@
 """`zse synth`: write a synthetic brightfield z-scan (and its optical-section truth) as OME-Zarr.
 
-The phantom and the image formation live in `zse.models.phantom`; this module is the command and the
-slab-by-slab writer.
+The phantom, the image formation and the truth live in `zse.models.simulator`; this module is the
+command and the job that writes the volumes slab by slab.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 
 from zse.errors import ConfigError
-from zse.models.phantom import (
+from zse.models.simulator import (
     BLUR_PRESETS,
     CELL_PX,
-    _config_error,
     check_shape,
-    make_params,
-    psf_attrs,
+    config_error,
+    preset_params,
+    synth_attrs,
     synth_dask,
 )
 from zse.workflows.params import parse_shape, parse_triple
@@ -66,20 +66,21 @@ def write_synth(
     overwrite: bool = False,
     progress: bool = True,
 ) -> None:
-    """Write the x-scan (and optionally its ground truth) of `synthesize` as OME-Zarr, slab by slab."""
+    """Write the x-scan (and optionally its ground truth) of `zse.models.simulator.synthesize` as OME-Zarr.
+
+    shape_zyx: (Z, Y, X), Z ≥ 3; seed ≥ 0; dtype uint8 or uint16; blur: a `BLUR_PRESETS` name (None =
+    "standard"), with `na` and `z_step` (µm in the sample) replacing the preset's values when given;
+    voxel_size_um (z, y, x) is what the metadata records. One slab of `CELL_PX` pixels is computed at a
+    time, so memory stays bounded whatever the shape. ConfigError for invalid options.
+    """
     from zse.pipeline.io.write import write_volume
 
     shape_zyx = check_shape(shape_zyx)
     if seed < 0:
-        raise _config_error("--seed", seed, "an integer >= 0")
+        raise config_error("--seed", seed, "an integer >= 0")
     if blur is not None and blur not in BLUR_PRESETS:
-        raise _config_error("--blur", blur, ", ".join(sorted(BLUR_PRESETS)))
-    preset_na, preset_dz = BLUR_PRESETS[blur or "standard"]
-    params = make_params(
-        na=na if na is not None else preset_na,
-        z_step_um=z_step if z_step is not None else preset_dz,
-        voxel_size_um=tuple(voxel_size_um),
-    )
+        raise config_error("--blur", blur, ", ".join(sorted(BLUR_PRESETS)))
+    params = preset_params(blur, na=na, z_step_um=z_step, voxel_size_um=voxel_size_um)
     if ground_truth is not None and Path(ground_truth).resolve() == Path(out).resolve():
         raise ConfigError(f"--ground-truth {ground_truth} is the same path as OUT; give a different path")
     targets: list[tuple[str, Path]] = [("x-scan", Path(out))]
@@ -89,18 +90,7 @@ def write_synth(
 
     for kind, path in targets:
         vol = synth_dask(shape_zyx, seed, kind, dtype=dtype, params=params, slab_px=CELL_PX)
-        attrs = {
-            "synth": {
-                "seed": seed,
-                "shape": list(shape_zyx),
-                "na": params.na if kind == "x-scan" else params.truth_na,
-                "z_step_um": params.z_step_um,
-                "blur": blur or "standard",
-                "psf": psf_attrs(kind, params),
-                "kind": kind,
-                "params": params.model_dump(mode="json"),
-            }
-        }
+        attrs = {"synth": synth_attrs(kind, seed, shape_zyx, blur, params)}
         # one slab computed at a time per writer thread: memory stays bounded whatever the shape
         with dask.config.set(scheduler="synchronous"):
             write_volume(path, vol, axes="zyx", voxel_size_um=tuple(voxel_size_um), translation_um=(0.0, 0.0, 0.0),  # type: ignore[arg-type]

@@ -73,6 +73,9 @@ class RLDeconvParams(BaseModel):
     z_step_um: float = Field(default=1.0, gt=0, description="focal step between planes in the sample")
     pixel_um: float = Field(default=1.0, gt=0, description="lateral pixel size")
     iterations: int = Field(default=80, ge=0, le=1000)
+    acceleration: Literal["none", "biggs-andrews"] = Field(
+        default="none", description="Biggs–Andrews (1997) vector extrapolation of the RL iterates: the same "
+                                    "estimate in fewer iterations")
     background: float = Field(default=0.95, gt=0, le=1.0, description="I0 as a fraction of the dtype's full range")
     z_pad: int = Field(default=4, ge=0, le=64, description="unobserved object planes added above and below")
     max_psf_radius_px: int = Field(default=32, ge=1, le=256, description="lateral PSF radius cap (px)")
@@ -146,7 +149,7 @@ class _Plan:
             t = optics.widefield_psf_zyx(
                 shape, vs, na=p.target_na, wavelength_um=p.wavelength_um, refractive_index=p.target_refractive_index
             )
-        else:  # OD = T·(h_conf ∗ μ) = (T / dz)·(h_conf ∗ u), u = μ·dz per voxel (zse.models.phantom's truth)
+        else:  # OD = T·(h_conf ∗ μ) = (T / dz)·(h_conf ∗ u), u = μ·dz per voxel (zse.models.simulator's truth)
             hz = min(d, optics.CONFOCAL_HALF_Z)
             rc = min(self.r, optics.psf_lateral_radius_px(hz * p.z_step_um, na=p.target_na,
                                                           refractive_index=p.target_refractive_index,
@@ -248,16 +251,41 @@ class RLPredictor:
         u = (mean / nz).expand(n, plan.lz, plan.ly, plan.lx).clone()
         u[:, plan.pz : plan.pz + nz] = d[:, plan.pz : plan.pz + nz] / nz + 1e-3 * mean / nz
         u[:, plan.zt :] = 0.0
-        eps = 1e-6
-        for _ in range(p.iterations):
-            est = plan.conv(u)
-            ratio = mask * d / (est + eps)
-            u = u * plan.corr(ratio) * plan.inv_norm
-            u.clamp_(min=0.0)
+        u = _iterate(plan, u, d, mask, p.iterations, accelerate=p.acceleration == "biggs-andrews")
         od_out = plan.conv(u, plan.otf_target)[:, plan.pz : plan.pz + nz, r : r + ny, r : r + nx].clamp_min(0.0)
         inten = p.background * torch.exp(-(od_out.unsqueeze(1) + brighter))
         obj = u[:, plan.pz : plan.pz + nz, r : r + ny, r : r + nx].unsqueeze(1)
         return (inten * 2.0 - 1.0).clamp(-1.0, 1.0).to(batch.dtype), obj
+
+
+def _iterate(plan: _Plan, u: torch.Tensor, d: torch.Tensor, mask: torch.Tensor, iterations: int, *,
+             accelerate: bool) -> torch.Tensor:
+    """`iterations` masked RL updates u ← u · Hᵀ(M·d / Hu) / Hᵀ M of the estimate u (N, lz, ly, lx) ≥ 0.
+
+    With `accelerate`, Biggs & Andrews (Appl. Opt. 36, 1997), first order: each update starts from the
+    extrapolated point y = x_k + α (x_k − x_{k−1}), with α = Σ g_k·g_{k−1} / Σ g_{k−1}² (per volume,
+    clipped to [0, 1)) and g the change the last RL update made; y is clipped at 0. The first
+    iteration is plain RL (α = 0).
+    """
+    eps = 1e-6
+    dims = (1, 2, 3)
+    x_prev, y, g_prev = u, u, None  # x_k, the point the next update starts from, the last update's change
+    for _ in range(iterations):
+        est = plan.conv(y)
+        ratio = mask * d / (est + eps)
+        new = (y * plan.corr(ratio) * plan.inv_norm).clamp_(min=0.0)
+        if not accelerate:
+            x_prev = y = new
+            continue
+        g = new - y
+        if g_prev is None:
+            y = new
+        else:
+            alpha = ((g * g_prev).sum(dim=dims, keepdim=True)
+                     / (g_prev * g_prev).sum(dim=dims, keepdim=True).clamp_min(1e-30)).clamp(0.0, 0.99)
+            y = (new + alpha * (new - x_prev)).clamp_(min=0.0)
+        x_prev, g_prev = new, g
+    return x_prev
 
 
 def _pad_lateral(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Image-quality metrics for z-stack enhancement (numpy/scipy only; see docs/metrics.md).
 
-2D metrics take (Y, X) planes or vertical sections (Z, X)/(Z, Y); stack helpers take (Z, Y, X).
+2D metrics take (Y, X) planes or vertical sections (Z, X)/(Z, Y); stack helpers take (Z, Y, X); the
+engine of `zse evaluate` (`evaluate_rois`) takes a list of `Roi`.
 """
 
+from .engine import Roi, evaluate_rois
 from .faithful import empty_planes, nearest_focus_copy, real_scores, synthetic_scores, tissue_planes
 from .focus import (
     FM_T_MATCHED,
@@ -10,6 +12,7 @@ from .focus import (
     average_gradient,
     delta_dom,
     fm,
+    forward_gradient,
     gradient_histogram,
     gradient_magnitude,
 )
@@ -24,6 +27,7 @@ __all__ = [
     "FM_T_MATCHED",
     "FM_T_PAPER",
     "PiqeResult",
+    "Roi",
     "SpectralCoverage",
     "average_gradient",
     "delta_dom",
@@ -33,9 +37,11 @@ __all__ = [
     "synthetic_scores",
     "tissue_planes",
     "entropy",
+    "evaluate_rois",
     "fm",
     "focal_plane",
     "focus_curve",
+    "forward_gradient",
     "gradient_histogram",
     "gradient_magnitude",
     "hellinger",

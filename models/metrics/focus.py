@@ -60,6 +60,18 @@ def average_gradient(image: np.ndarray) -> float:
     return float(gradient_magnitude(image).mean())
 
 
+def forward_gradient(image: np.ndarray) -> float:
+    """Mean |∇I| with forward differences, in float32, over the (Y − 1, X − 1) pixels that have both a
+    right and a lower neighbour; intensity units per pixel. The sharpness of the synthetic-vs-real
+    comparison (`zse.models.simulator.sharpness_curve`, docs/synth.md). Not interchangeable with
+    `average_gradient` (central differences, one-sided at the borders, float64): the two stencils weigh
+    spatial frequencies differently, so their values differ; docs/synth.md's numbers are this one's."""
+    arr = as_image(image, "image").astype(np.float32)
+    gy = np.diff(arr, axis=0)[:, :-1]
+    gx = np.diff(arr, axis=1)[:-1, :]
+    return float(np.sqrt(gy * gy + gx * gx).mean())
+
+
 def gradient_histogram(
     image: np.ndarray, *, bins: int = 64, max_value: float = 128.0, density: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 from zse.errors import ConfigError, InputError
 
 from ._common import as_image, same_shape
-from .focus import FM_T_PAPER, average_gradient, fm
+from .focus import FM_T_PAPER, average_gradient, fm, forward_gradient
 from .piqe import piqe
 from .reference import pearson, psnr, rmse, ssim
 
@@ -24,11 +24,13 @@ FocusFn = Callable[[np.ndarray], float]
 def focus_curve(volume: np.ndarray, measure: str = "gradient") -> np.ndarray:
     """Focus measure of every plane of a (Z, Y, X) stack, shape (Z,) float64.
 
-    measure: "gradient" (mean |∇I| of the plane, `average_gradient`), "variance" (normalised variance
-    σ²/μ, Groen et al. 1985) or "fm" (De & Masilamani FM at T = 1000)."""
+    measure: "gradient" (mean |∇I| of the plane, `average_gradient`), "forward-gradient" (mean |∇I|
+    with forward differences in float32, `forward_gradient`: the synthetic-vs-real comparison's curve),
+    "variance" (normalised variance σ²/μ, Groen et al. 1985) or "fm" (De & Masilamani FM at T = 1000)."""
     vol = as_image(volume, "volume", (3,))
     fns: dict[str, FocusFn] = {
         "gradient": average_gradient,
+        "forward-gradient": forward_gradient,
         "variance": lambda p: float(np.var(p.astype(np.float64)) / max(float(np.mean(p)), 1e-12)),
         "fm": fm,
     }

@@ -192,6 +192,14 @@ def test_gradient_closed_form_and_histogram() -> None:
     assert counts.sum() == ramp.size and counts[5] == ramp.size and edges[5] == 5.0
     x = _texture(12)
     assert M.average_gradient(x) > M.average_gradient(_blur(x, 2.0))
+    # forward differences on the (Y − 1, X − 1) pixels with both neighbours: exact on the ramp too
+    assert M.forward_gradient(ramp) == pytest.approx(5.0)
+    assert M.forward_gradient(x) > M.forward_gradient(_blur(x, 2.0))
+    step = np.zeros((4, 5))
+    step[:, 3:] = 10.0  # one jump between columns 2 and 3: |∇I| = 10 on 3 of the 3 × 4 pixels
+    assert M.forward_gradient(step) == pytest.approx(10 * 3 / 12)
+    v = np.stack([x, _blur(x, 2.0)])
+    assert M.focus_curve(v, "forward-gradient").tolist() == [M.forward_gradient(p) for p in v]
 
 
 # --- MI, Hellinger ---------------------------------------------------------------------------------
@@ -313,6 +321,25 @@ def test_focal_plane_and_plane_table() -> None:
     assert s["index"].tolist() == [0, 8, 16, 24, 32, 40]
     r = M.reference_table(v, v, orientation="xz", step=16)
     assert np.allclose(r["ssim"], 1.0) and np.all(np.isinf(r["psnr"])) and np.allclose(r["rmse"], 0)
+
+
+def test_engine_identity_output_and_ground_truth() -> None:
+    v = _stack(focus=6)
+    rois = [M.Roi(name="a", x=v, y=v.copy(), gt=v.copy(), origin=(0, 0)), M.Roi(name="b", x=v, y=v.copy(), gt=v.copy())]
+    res = M.evaluate_rois(rois, section_step=16, tile=32, overlap=8)
+    assert res["focal_plane"] == 6 and res["summary"]["n_rois"] == 2 and len(res["per_roi"]) == 2
+    assert np.allclose(res["planes"]["ssim_x_y"], 1.0) and np.allclose(res["reference"]["xy"]["ssim"], 1.0)
+    assert res["per_roi"][0]["hellinger"] == pytest.approx(0.0, abs=1e-7)
+    assert res["per_roi"][1]["origin_y"] is None
+    assert M.evaluate_rois(rois[:1], focal=3)["focal_plane"] == 3
+    with pytest.raises(ConfigError, match="--focal 99"):
+        M.evaluate_rois(rois[:1], focal=99)
+    with pytest.raises(InputError, match="no ROIs"):
+        M.evaluate_rois([])
+    with pytest.raises(InputError, match="on all ROIs or on none"):
+        M.evaluate_rois([rois[0], M.Roi(name="c", x=v)])
+    with pytest.raises(InputError, match="no output y"):
+        M.evaluate_rois([M.Roi(name="d", x=v, gt=v)])
 
 
 # --- real data ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Synthetic brightfield z-scans (zse.models.phantom): determinism, slab independence, structure, the
+"""Synthetic brightfield z-scans (zse.models.simulator): determinism, slab independence, structure, the
 optical-section truth and its headroom, options."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from zse.errors import ConfigError
 from zse.models import metrics as M
-from zse.models import phantom as S
+from zse.models import simulator as S
 
 SHAPE = (9, 48, 40)
 
@@ -92,6 +92,15 @@ def test_uint16_scales_with_the_dtype(small) -> None:
     xs16, gt16 = S.synthesize(SHAPE, 3, dtype="uint16")
     assert xs16.dtype == np.uint16
     np.testing.assert_allclose(xs16.astype(float) / 257.0, xs8.astype(float), atol=2.5)
+
+
+def test_sharpness_curve_is_the_forward_difference_gradient(small) -> None:
+    xs, _ = small
+    v = xs.astype(np.float32)
+    gy, gx = np.diff(v, axis=1)[:, :, :-1], np.diff(v, axis=2)[:, :-1, :]
+    expected = np.sqrt(gy * gy + gx * gx).mean(axis=(1, 2)).astype(np.float64)
+    np.testing.assert_array_equal(S.sharpness_curve(xs), expected)
+    np.testing.assert_array_equal(S.sharpness_curve(xs), M.focus_curve(xs, "forward-gradient"))
 
 
 def test_stronger_blur_preset_blurs_more() -> None:

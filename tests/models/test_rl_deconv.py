@@ -55,7 +55,7 @@ def test_shape_range_and_blank_tile_passthrough() -> None:
 
 
 def test_improves_on_a_tiny_phantom() -> None:
-    from zse.models.phantom import make_params, phantom_mu, synthesize
+    from zse.models.simulator import make_params, phantom_mu, synthesize
 
     shape, seed = (9, 56, 56), 4
     xs, gt = synthesize(shape, seed, section_um=7.0, section_wobble_um=0.0, photons=3000.0)

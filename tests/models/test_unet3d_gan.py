@@ -217,8 +217,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
 def test_bundled_unet3d_gan_beats_the_input_on_a_synthetic_slide() -> None:
     """The shipped weights on a slide of an unseen seed and PSF: closer to the optical-section truth than
     the input on in-slice planes and vertical sections, and no structure invented above or below."""
-    from zse.models.phantom import synthesize
     from zse.models.registry import resolve
+    from zse.models.simulator import synthesize
     from zse.pipeline.intensity import from_unit, to_unit
 
     x, gt = synthesize((29, 96, 96), 7, na=0.75, z_step_um=1.4)

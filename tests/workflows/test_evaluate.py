@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from zse.models import registry
+from zse.pipeline.io.write import write_volume
 from zse.workflows.cli import main
 
 NZ, NY, NX, FOCUS = 9, 96, 96, 4
@@ -43,8 +45,7 @@ def _blurred(truth: np.ndarray) -> np.ndarray:
 
 
 def _zarr(path: Path, vol: np.ndarray) -> Path:
-    write = pytest.importorskip("zse.pipeline.io.write")
-    return write.write_volume(path, vol, voxel_size_um=(1, 1, 1), progress=False)
+    return write_volume(path, vol, voxel_size_um=(1, 1, 1), progress=False)
 
 
 def _run(argv: list[str]) -> None:
@@ -128,7 +129,6 @@ def _npz_dataset(folder: Path, n: int = 3) -> list[np.ndarray]:
 
 
 def test_npz_dataset_with_identity_model(tmp_path: Path) -> None:
-    pytest.importorskip("zse.models.baselines.identity")
     vols = _npz_dataset(tmp_path / "trainB")
     rep = tmp_path / "rep"
     _run(["evaluate", tmp_path, "--model", "identity", "--report", rep, "--roi-size", 32, "--section-step", 8])
@@ -160,7 +160,6 @@ class _InvertFactory:
 
 
 def test_npz_model_output_is_what_is_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry = pytest.importorskip("zse.models.registry")
     monkeypatch.setattr(registry, "resolve", lambda spec: _InvertFactory())
     _npz_dataset(tmp_path / "data")
     rep = tmp_path / "rep"
@@ -193,7 +192,6 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.realdata
 def test_real_npz_dataset_report(huron_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("zse.models.baselines.identity")
     rep = tmp_path / "rep"
     _run(["evaluate", huron_dir / "trainB", "--model", "identity", "--rois", 4, "--report", rep, "--section-step", 32])
     d = _load(rep)

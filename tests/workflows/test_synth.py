@@ -1,4 +1,4 @@
-"""`zse synth`: the command writes the x-scan and the truth of `zse.models.phantom.synthesize`."""
+"""`zse synth`: the command writes the x-scan and the truth of `zse.models.simulator.synthesize`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from zse.errors import ConfigError
-from zse.models import phantom as S
+from zse.models import simulator as S
 from zse.pipeline.io.ngff import open_image
 from zse.workflows.cli import cli
 
