@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zse.errors import ConfigError, one_line, validation_message
+from zse.errors import ConfigError, validation_message
+from zse.yamlfile import load_yaml_mapping
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -357,14 +357,6 @@ class Config(_Frozen):
         return v
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line for a YAML parse error: the problem and where (line, column, 1-based)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    what = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return one_line(f"{what}{where}", 200)
-
-
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     node = d
     parts = key.split(".")
@@ -402,19 +394,7 @@ def load_config(spec: str | Path, overrides: dict[str, Any] | None = None) -> Co
         path = PRESET_DIR / f"{spec}.yaml"
     if not path.is_file():
         raise ConfigError(f"configuration '{spec}' is neither a file nor a preset (presets: {', '.join(preset_names())})")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"configuration {path} is not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
-                          f"{exc.start}); expected a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"configuration {path} cannot be read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration {path} is not valid YAML: {yaml_problem(exc)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"configuration {path} must be a mapping, got {type(data).__name__}")
+    data = load_yaml_mapping(path, "configuration")
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     return config_from_dict(data, str(path))

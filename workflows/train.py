@@ -31,11 +31,10 @@ def train(config: str, out: Path | None, resume: bool, device: str | None, data:
     usable as `zse enhance --model OUT/g_s.pt`). The config's `name` (default OUT runs/<name>) must be
     one folder name.
     """
-    import yaml
-
     from zse.errors import ConfigError
-    from zse.models.config import load_config, yaml_problem
+    from zse.models.config import load_config
     from zse.models.train import train as run_train
+    from zse.yamlfile import parse_yaml_value
 
     overrides: dict[str, Any] = {}
     for item in sets:
@@ -44,10 +43,7 @@ def train(config: str, out: Path | None, resume: bool, device: str | None, data:
         key, value = item.split("=", 1)
         if not key.strip():
             raise ConfigError(f"--set {item!r}: the key is empty; expected KEY=VALUE (e.g. loss.p=0.3)")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+        overrides[key.strip()] = parse_yaml_value(value, f"--set {item!r}")
     cli_values: list[tuple[str, Any]] = [("train.device", device), ("data.path", data), ("train.max_steps", max_steps),
                                          ("train.max_minutes", max_minutes), ("train.amp", amp), ("train.seed", seed)]
     for key, value in cli_values:

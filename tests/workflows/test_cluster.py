@@ -16,6 +16,9 @@ from click.testing import CliRunner
 from zse.errors import ConfigError
 from zse.workflows import cluster as zc
 from zse.workflows import security as zs
+from zse.workflows.cluster import client as zclient
+from zse.workflows.cluster import profile as zprofile
+from zse.workflows.cluster import slurm as zslurm
 
 
 def _cmd() -> click.Command:
@@ -42,18 +45,18 @@ def test_cluster_options_collected_into_one_dict() -> None:
 @pytest.mark.parametrize("bad", ["slurmm", "local cuda", "http//x", ""])
 def test_invalid_cluster_value(bad: str) -> None:
     if bad == "":
-        assert zc._validate_cluster(bad, None) == "local"
+        assert zclient._validate_cluster(bad, None) == "local"
         return
     with pytest.raises(ConfigError, match="valid values are local, local-cuda, slurm"):
-        zc._validate_cluster(bad, None)
+        zclient._validate_cluster(bad, None)
 
 
 def test_cluster_kinds() -> None:
-    assert zc._validate_cluster("tls://10.0.0.5:8786", None) == "address"
-    assert zc._validate_cluster("node12:8786", None) == "address"
-    assert zc._validate_cluster("local", "sched.json") == "scheduler-file"
+    assert zclient._validate_cluster("tls://10.0.0.5:8786", None) == "address"
+    assert zclient._validate_cluster("node12:8786", None) == "address"
+    assert zclient._validate_cluster("local", "sched.json") == "scheduler-file"
     with pytest.raises(ConfigError, match="both given"):
-        zc._validate_cluster("slurm", "sched.json")
+        zclient._validate_cluster("slurm", "sched.json")
 
 
 def test_profiles_load_and_validate(tmp_path: Path) -> None:
@@ -66,10 +69,53 @@ def test_profiles_load_and_validate(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key 'waltime'"):
         zc.load_profile(bad)
     bad.write_text("cores: many\n")
-    with pytest.raises(ConfigError, match="cores = 'many' should be int"):
+    with pytest.raises(ConfigError, match=r"'cores': Input should be a valid integer.*\(given 'many'\)"):
         zc.load_profile(bad)
     with pytest.raises(ConfigError, match="gpu-example"):
         zc.load_profile("no-such-profile")
+
+
+def test_profile_errors_are_one_line_and_say_where(tmp_path: Path) -> None:
+    """Profile files go through the one YAML reader and the ClusterProfile model: strict types, its ranges."""
+    bad = tmp_path / "bad.yaml"
+    cases = {
+        "partition: gpu\nwaltime: '01:00:00'\n": r"unknown key 'waltime'; valid keys: .*walltime",
+        "partition: [gpu\n": r"is not valid YAML: .* at line \d+, column \d+",
+        "- partition\n": r"must be a mapping, got list",
+        "cores: '8'\n": r"'cores': Input should be a valid integer",  # YAML strings are not numbers
+        "workers: true\n": r"'workers': Input should be a valid integer",  # nor are booleans
+        "walltime: 4:00:00\n": r"'walltime': Input should be a valid string",  # YAML reads 14400 here
+        "max_jobs: 0\n": r"'max_jobs': Input should be greater than or equal to 1",  # as --max-jobs
+        "job_script_prologue: module load x\n": r"'job_script_prologue': Input should be a valid list",
+    }
+    for text, expected in cases.items():
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=expected) as info:
+            zc.load_profile(bad)
+        assert "\n" not in str(info.value) and str(bad) in str(info.value)
+    bad.write_bytes(b"partition: \xff\n")
+    with pytest.raises(ConfigError, match=r"not a UTF-8 text file \(byte 0xff at offset 11\)"):
+        zc.load_profile(bad)
+    bad.write_text("")
+    assert zc.load_profile(bad) == {}
+    bad.write_text("account: null\njob_extra_directives: ['--constraint=a100']\n")
+    assert zc.load_profile(bad) == {"account": None, "job_extra_directives": ["--constraint=a100"]}
+
+
+def test_profile_settings_with_a_flag_come_from_the_model() -> None:
+    """--partition ... --max-jobs: name, help and range from ClusterProfile's fields, for every command."""
+    flagged = [name for name, info in zc.ClusterProfile.model_fields.items() if (info.json_schema_extra or {}).get("cli")]
+    assert flagged == ["partition", "account", "walltime", "memory", "gpus_per_job", "min_jobs", "max_jobs"]
+    assert set(flagged) < set(zc.CLUSTER_OPTION_NAMES)
+    params = {p.name: p for p in _cmd().params}
+    for name in flagged:
+        assert params[name].help == zc.ClusterProfile.model_fields[name].description
+    result = CliRunner().invoke(_cmd(), ["--max-jobs", "0"])
+    assert result.exit_code == 2 and "--max-jobs" in result.output and "x>=1" in result.output
+    result = CliRunner().invoke(_cmd(), ["--gpus-per-job", "-1"])
+    assert result.exit_code == 2 and "x>=0" in result.output
+    for path in sorted(zprofile.PROFILE_DIR.glob("*.yaml")):
+        assert zc.ClusterProfile.model_validate(zc.load_profile(path))  # the bundled profiles stay valid
 
 
 @pytest.mark.parametrize(
@@ -87,13 +133,13 @@ def test_parse_walltime_invalid(bad: str) -> None:
 
 
 def test_worker_lifetime_before_walltime() -> None:
-    args = zc.worker_lifetime_args("04:00:00")
+    args = zslurm.worker_lifetime_args("04:00:00")
     lifetime = int(args[args.index("--lifetime") + 1].rstrip("s"))
     stagger = int(args[args.index("--lifetime-stagger") + 1].rstrip("s"))
     assert lifetime + stagger < 4 * 3600 and lifetime >= 4 * 3600 - 600
     assert "--lifetime-restart" not in args
-    assert "--lifetime-restart" in zc.worker_lifetime_args("00:10:00", restart=True)
-    short = zc.worker_lifetime_args("00:02:00")
+    assert "--lifetime-restart" in zslurm.worker_lifetime_args("00:10:00", restart=True)
+    short = zslurm.worker_lifetime_args("00:02:00")
     assert int(short[1].rstrip("s")) + int(short[3].rstrip("s")) < 120
 
 
@@ -103,9 +149,9 @@ def test_slurm_job_script_gres_lifetime_tls(tmp_path: Path) -> None:
     pytest.importorskip("cryptography", reason="cryptography not installed (extra zse[slurm])")
     from dask_jobqueue import SLURMCluster
 
-    settings = zc.slurm_settings(zc.load_profile("gpu-example"), walltime="01:00:00", account="lab 1", max_jobs=3)
+    settings = zslurm.slurm_settings(zc.load_profile("gpu-example"), walltime="01:00:00", account="lab 1", max_jobs=3)
     assert settings["account"] == "lab 1" and settings["max_jobs"] == 3 and settings["cores"] == 8
-    kwargs = zc.slurm_cluster_kwargs(settings, run_dir=tmp_path, dashboard_address="127.0.0.1:0")
+    kwargs = zslurm.slurm_cluster_kwargs(settings, run_dir=tmp_path, dashboard_address="127.0.0.1:0")
     files = zs.make_certificates(tmp_path)
     with SLURMCluster(**kwargs, security=zs.security_for(files), protocol="tls://") as sc:
         script = sc.job_script()
