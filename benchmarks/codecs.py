@@ -3,7 +3,7 @@
     python benchmarks/codecs.py [--shape 29,1024,2048] [--huron ../shared/data/zse-gan-huron] [--out FILE.json]
 
 Data: uint8 z-stacks written as zse writes them (Zarr v3, level 0), from
-  - "synthetic": `zse.workflows.bench.make_slide` (dark blurred cells on a light background, 40 % of it
+  - "synthetic": `zse.models.testing.make_slide` (dark blurred cells on a light background, 40 % of it
     empty background), and
   - "huron": the real ROIs trainB/*.npz (arr_0 is (y, x, z) uint8, 128 × 128 × 29) tiled into a mosaic,
     when the folder exists.
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-rois", type=int, default=100)
     ap.add_argument("--out", default=None, help="JSON file (and FILE.md) for the table")
     args = ap.parse_args(argv)
-    from zse.workflows.bench import make_slide
+    from zse.models.testing import make_slide
 
     if args.save_mosaic:
         m = huron_mosaic(Path(args.huron), args.cols, args.max_rois)

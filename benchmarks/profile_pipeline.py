@@ -1,4 +1,5 @@
-"""Where does `zse enhance` spend its time? cProfile of one in-process run (client=None), after a warm-up run.
+"""Where does `zse enhance` spend its time? cProfile of one in-process run of the enhance job (`workers=0`),
+after a warm-up run.
 
     python benchmarks/profile_pipeline.py [--device cpu|cuda] [--model convnet:8] [--shape 29,1024,1024]
                                           [--block N] [--batch-size N] [--input IN.zarr] [--top 30]
@@ -23,7 +24,7 @@ STAGES = {
     "tissue map": ("plan.py", "tissue_map"),
     "read block (zarr decode + reflect)": ("block.py", "read_region"),
     "model + blend (predict_block)": ("block.py", "predict_block"),
-    "  model calls": ("bench.py", "convnet_predictor"),
+    "  model calls": ("testing.py", "convnet_predictor"),
     "  Merger.add": ("blend.py", "add"),
     "  Merger.finalize": ("blend.py", "finalize"),
     "quantise (from_unit)": ("intensity.py", "from_unit"),
@@ -59,31 +60,38 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args(argv)
 
+    from zse.models.testing import make_slide
     from zse.pipeline.io.ngff import open_image
     from zse.pipeline.io.write import write_volume
     from zse.pipeline.options import make_options
-    from zse.pipeline.run import run_enhance
-    from zse.workflows.bench import make_factory, make_slide
+    from zse.pipeline.run import EnhanceResult
+    from zse.workflows.bench.config import make_factory
+    from zse.workflows.enhance import enhance
+    from zse.workflows.params import parse_shape
 
     work = Path(tempfile.mkdtemp(prefix="zse-prof-"))
     if args.input:
         in_path = Path(args.input)
     else:
         in_path = work / "in.zarr"
-        shape = tuple(int(v) for v in args.shape.split(","))
-        write_volume(in_path, make_slide(shape), progress=False)  # type: ignore[arg-type]
+        write_volume(in_path, make_slide(parse_shape(args.shape)), progress=False)
     factory = make_factory(args.model)
     opts = make_options(tile=args.tile, overlap=args.overlap, block=args.block, batch_size=args.batch_size, device=args.device)
     source = open_image(in_path)
-    run_enhance(source, work / "warm.zarr", factory, opts, client=None, progress=False)  # builds and warms the model
+
+    def run(out: Path, overwrite: bool) -> EnhanceResult:
+        return enhance(source, out, factory, tile=opts.tile, overlap=opts.overlap, block=opts.block, batch_size=opts.batch_size,
+                       device=opts.device, workers=0, progress=False, overwrite=overwrite)
+
+    run(work / "warm.zarr", False)  # builds and warms the model
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    summary = run_enhance(source, work / "out.zarr", factory, opts, client=None, progress=False, overwrite=True)
+    summary = run(work / "out.zarr", True)
     prof.disable()
     wall = time.perf_counter() - t0
     stats = pstats.Stats(prof)
-    print(f"run_enhance in process: {wall:.2f} s wall (under cProfile), {summary.tiles_run} tiles evaluated, "
+    print(f"enhance in process: {wall:.2f} s wall (under cProfile), {summary.tiles_run} tiles evaluated, "
           f"{summary.blocks_done} blocks enhanced, {summary.blocks_skipped} skipped, block {opts.resolved_block()}, "
           f"batch {opts.resolved_batch()}, device {args.device}")
     for label, t in stage_times(stats).items():

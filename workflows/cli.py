@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "zse.workflows.train:train",
     "export": "zse.workflows.export:export",
     "evaluate": "zse.workflows.evaluate:evaluate_command",
-    "bench": "zse.workflows.bench:bench",
+    "bench": "zse.workflows.bench.command:bench",
     "submit": "zse.workflows.submit:submit",
     "models": "zse.workflows.info:models",
 }

@@ -2,7 +2,7 @@
 
 Tests marked `gpu` are skipped without CUDA (tests/conftest.py). The OOM back-off test also runs on the
 CPU: `predict_block` catches `torch.cuda.OutOfMemoryError` whatever the device, and CPU torch has the class.
-The conv net is the bench stand-in (`zse.workflows.bench.ConvNetFactory`: random 3×3×3 convolutions,
+The conv net is the bench stand-in (`zse.models.testing.ConvNetFactory`: random 3×3×3 convolutions,
 receptive radius = layers, output clamp(x + 0.25·net(x))).
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from zse.pipeline.block import predict_block
 from zse.pipeline.geometry import Box, Lattice
-from zse.workflows.bench import ConvNetFactory, make_slide, rel_l2
+from zse.models.testing import ConvNetFactory, make_slide, rel_l2
 
 CUDA = pytest.param("cuda", marks=pytest.mark.gpu)
 
