@@ -45,13 +45,11 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("zse."):
-                return None  # command not built yet in this checkout
-            raise
-        return getattr(module, attr)
+        # No ImportError is caught: a command whose module does not import is a bug, shown with its traceback
+        # (never "No such command"); optional extras are imported inside the commands that need them.
+        module = importlib.import_module(module_name)
+        command: click.Command = getattr(module, attr)
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,11 +1,13 @@
-"""Fixtures for the pipeline robustness tests: tiny OME-Zarr inputs, a slow random-conv test model, CLI runs.
+"""Fixtures for the pipeline robustness tests: tiny OME-Zarr inputs, a random-conv test model, CLI runs.
 
 The test model lives in a small module (`zse_testmodels`) written into a session temp folder and put on
 `sys.path` and `PYTHONPATH`, so that both the test process, `zse` subprocesses and Dask worker processes
 (which inherit the environment) can unpickle its factory. `zse` subprocesses are started through a
 launcher that registers the test models in `zse.models.registry.REGISTRY` and then calls the real
-`zse.workflows.cli.main`: the command-line path is the production one, only the registry has two more
-names (`test-conv`, `test-conv-b`: same architecture, different seeds, so different checksums).
+`zse.workflows.cli.main`: the command-line path is the production one, only the registry has three more
+names (`test-conv`, `test-conv-b`: same architecture, different seeds, so different checksums; `test-gated`:
+the seed-0 net waiting for a gate file). No test model sleeps: a test that must interrupt a run holds the model
+on a gate file it controls (`ConvFactory`'s hold), so where the run stops does not depend on timing.
 """
 
 from __future__ import annotations
@@ -46,15 +48,51 @@ TESTMODELS_SRC = textwrap.dedent('''
         return net.eval()
 
 
+    # How long a held model call waits for its gate before it fails (so a broken test fails instead of hanging).
+    GATE_TIMEOUT_S = 120.0
+
+
+    def worker_closing() -> bool:
+        """True inside a Dask worker that is shutting down (Ctrl-C, cluster closed); False elsewhere."""
+        try:
+            from distributed import get_worker
+
+            return get_worker().status.name in ("closing", "closing_gracefully", "closed", "failed")
+        except (ImportError, ValueError):  # no distributed, or not in a worker task
+            return False
+
+
+    def wait_for_gate(gate: str) -> None:
+        """Create the file `gate`.waiting (the test's sign that the run is held), then return once the file `gate`
+        exists (the test creates it), or once this Dask worker is closing (a real model call ends too: the
+        worker then exits cleanly instead of being killed); RuntimeError after GATE_TIMEOUT_S."""
+        open(gate + ".waiting", "a").close()
+        deadline = time.monotonic() + GATE_TIMEOUT_S
+        while not os.path.exists(gate) and not worker_closing():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"test gate {gate} was not opened within {GATE_TIMEOUT_S:.0f} s")
+            time.sleep(0.01)
+
+
     @dataclass(frozen=True)
-    class SlowConvFactory:
-        """PredictorFactory of a random conv net that sleeps `delay_s` per model call (so a run takes a moment)."""
+    class ConvFactory:
+        """PredictorFactory of a seeded random conv net, which a test can hold after the first finished block.
+
+        Hold: when `hold_after` (else $ZSE_TEST_HOLD_AFTER, read at build time) names a folder, every model
+        call made once that folder holds an entry not starting with "." (point it at the run's
+        `.zse/done/L0`: a block was marked done) creates `gate`.waiting and waits until the file `gate` (else
+        $ZSE_TEST_GATE) exists.
+        A held run cannot finish: the test kills or interrupts it at a known point, or creates the gate to
+        let it go on. Name and checksum do not depend on the hold, so a held run and a free one resume
+        each other.
+        """
 
         seed: int = 0
-        delay_s: float | None = None  # None: $ZSE_TEST_MODEL_DELAY at build time (default 0)
         margin_px: int | None = 2
         input_zyx: tuple[int | None, int | None, int | None] | None = None
         translation_equivariant: bool = True
+        hold_after: str | None = None
+        gate: str | None = None
 
         @property
         def name(self) -> str:
@@ -66,11 +104,17 @@ TESTMODELS_SRC = textwrap.dedent('''
 
         def build(self, device: str):
             net = make_net(self.seed).to(device)
-            delay = self.delay_s if self.delay_s is not None else float(os.environ.get("ZSE_TEST_MODEL_DELAY", "0"))
+            hold_after = self.hold_after or os.environ.get("ZSE_TEST_HOLD_AFTER", "")
+            gate = self.gate or os.environ.get("ZSE_TEST_GATE", "")
+            if hold_after and not gate:
+                raise RuntimeError("a held test model needs a gate file (gate or $ZSE_TEST_GATE)")
+
+            def held() -> bool:
+                return os.path.isdir(hold_after) and any(not n.startswith(".") for n in os.listdir(hold_after))
 
             def predict(batch: torch.Tensor) -> torch.Tensor:
-                if delay:
-                    time.sleep(delay)
+                if hold_after and held():
+                    wait_for_gate(gate)
                 with torch.no_grad():
                     return net(batch)
 
@@ -78,7 +122,7 @@ TESTMODELS_SRC = textwrap.dedent('''
 
 
     @dataclass(frozen=True)
-    class GatedConvFactory(SlowConvFactory):
+    class GatedConvFactory(ConvFactory):
         """The seed-0 conv net whose model calls after the first wait until the file $ZSE_TEST_GATE exists.
 
         The first call (zse's check of the model on one tile, before anything is written) passes, so a run
@@ -92,8 +136,8 @@ TESTMODELS_SRC = textwrap.dedent('''
 
             def predict(batch: torch.Tensor) -> torch.Tensor:
                 calls[0] += 1
-                while calls[0] > 1 and gate and not os.path.exists(gate):
-                    time.sleep(0.01)
+                if calls[0] > 1 and gate:
+                    wait_for_gate(gate)
                 return inner(batch)
 
             return predict
@@ -102,8 +146,8 @@ TESTMODELS_SRC = textwrap.dedent('''
     def register() -> None:
         from zse.models import registry
 
-        registry.REGISTRY["test-conv"] = (lambda: SlowConvFactory(seed=0), "random conv net (tests)")
-        registry.REGISTRY["test-conv-b"] = (lambda: SlowConvFactory(seed=1), "random conv net, other seed (tests)")
+        registry.REGISTRY["test-conv"] = (lambda: ConvFactory(seed=0), "random conv net (tests)")
+        registry.REGISTRY["test-conv-b"] = (lambda: ConvFactory(seed=1), "random conv net, other seed (tests)")
         registry.REGISTRY["test-gated"] = (lambda: GatedConvFactory(seed=0), "conv net waiting for a gate file (tests)")
 ''')
 
@@ -127,7 +171,7 @@ def testmodels_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def testmodels(testmodels_dir: Path):
-    """The imported `zse_testmodels` module (SlowConvFactory, make_net)."""
+    """The imported `zse_testmodels` module (ConvFactory, GatedConvFactory, make_net)."""
     import importlib
 
     return importlib.import_module("zse_testmodels")
@@ -156,9 +200,9 @@ def zse_inproc(testmodels, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     """
     from zse.models import registry
 
-    monkeypatch.setitem(registry.REGISTRY, "test-conv", (lambda: testmodels.SlowConvFactory(seed=0), "test"))
-    monkeypatch.setitem(registry.REGISTRY, "test-conv-b", (lambda: testmodels.SlowConvFactory(seed=1), "test"))
-    monkeypatch.setenv("ZSE_TEST_MODEL_DELAY", "0")
+    monkeypatch.setitem(registry.REGISTRY, "test-conv", (lambda: testmodels.ConvFactory(seed=0), "test"))
+    monkeypatch.setitem(registry.REGISTRY, "test-conv-b", (lambda: testmodels.ConvFactory(seed=1), "test"))
+    monkeypatch.delenv("ZSE_TEST_HOLD_AFTER", raising=False)  # in-process runs are never held
 
     def run(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
         return run_cli(capsys, *args)
@@ -168,11 +212,7 @@ def zse_inproc(testmodels, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 @pytest.fixture(scope="session")
 def conv_pt2(testmodels, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Exported programs (`torch.export`, dynamic batch) of the test conv net for seeds 0 and 1.
-
-    Skips where zse.models.export (ExportedProgramFactory, what `--model X.pt2` resolves to) is missing.
-    """
-    pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
+    """Exported programs (`torch.export`, dynamic batch) of the test conv net for seeds 0 and 1."""
     import torch
 
     d = tmp_path_factory.mktemp("pt2")

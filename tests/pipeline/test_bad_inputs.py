@@ -16,6 +16,10 @@ import torch
 import zarr
 from zse_pipeline_helpers import assert_one_line_error, make_input, tree_digest
 
+# What `--model X.pt` and `--model X.pt2` resolve to: imported here so that a broken module fails collection.
+import zse.models.checkpoint  # noqa: F401
+import zse.models.export  # noqa: F401
+
 RUN = ("--model", "test-conv", "--block", "32", "--tile", "32", "--overlap", "8", "--workers", "0", "--quiet")
 
 
@@ -285,7 +289,6 @@ def _model_args(model: Path | str) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["dict-pt", "not-torch-pt", "empty-pt"])
 def test_wrong_checkpoint(kind: str, tmp_path: Path, small_input: Path, zse_inproc) -> None:
-    pytest.importorskip("zse.models.checkpoint", reason="zse.models.checkpoint (CheckpointFactory) not written yet")
     ckpt = tmp_path / "model.pt"
     if kind == "dict-pt":
         torch.save({"foo": 1}, ckpt)
@@ -303,7 +306,6 @@ def test_wrong_checkpoint(kind: str, tmp_path: Path, small_input: Path, zse_inpr
 
 @pytest.mark.parametrize("kind", ["garbage-pt2", "torch-save-pt2"])
 def test_wrong_exported_program(kind: str, tmp_path: Path, small_input: Path, zse_inproc) -> None:
-    pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
     prog = tmp_path / "model.pt2"
     if kind == "garbage-pt2":
         prog.write_bytes(np.random.default_rng(1).bytes(4096))
@@ -330,7 +332,6 @@ def _export(module: torch.nn.Module, path: Path, *, dynamic_batch: bool) -> Path
 
 
 def test_exported_program_wrong_output_shape(tmp_path: Path, small_input: Path, zse_inproc) -> None:
-    pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
     prog = _export(_Crop(), tmp_path / "crop.pt2", dynamic_batch=True)
     before = tree_digest(small_input)
     proc = zse_inproc("enhance", small_input, tmp_path / "out.zarr", *_model_args(prog))
@@ -339,7 +340,6 @@ def test_exported_program_wrong_output_shape(tmp_path: Path, small_input: Path, 
 
 
 def test_exported_program_static_batch(tmp_path: Path, small_input: Path, zse_inproc) -> None:
-    pytest.importorskip("zse.models.export", reason="zse.models.export (ExportedProgramFactory) not written yet")
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3, padding=1), torch.nn.Tanh())
     prog = _export(net, tmp_path / "static.pt2", dynamic_batch=False)
     before = tree_digest(small_input)

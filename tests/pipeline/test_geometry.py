@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zse.errors import ConfigError
-from zse.pipeline.blend import weights_1d, weights_2d
+from zse.pipeline.blend import Merger, weights_1d, weights_2d
 from zse.pipeline.geometry import Box, Lattice, block_grid, make_blocks, reflect_indices
 
 
@@ -36,19 +37,41 @@ def weight_sum(lat: Lattice) -> np.ndarray:
 
 @settings(max_examples=150, deadline=None)
 @given(lattices())
-def test_every_voxel_covered_and_normalised_weights_sum_to_one(lat: Lattice) -> None:
+def test_every_voxel_covered(lat: Lattice) -> None:
     total = weight_sum(lat)
     assert (total > 0).all(), "some voxel has no tile with positive weight"
-    # Normalised weights of the tiles covering a voxel sum to one.
-    w = weights_2d(lat).astype(np.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lattices(), st.integers(0, 2**32 - 1))
+def test_agreeing_tiles_blend_to_what_they_agree_on(lat: Lattice, seed: int) -> None:
+    """The normalised weights of the tiles covering a voxel sum to one: tiles that all hold the same field `f`
+    (random, known before any weight is computed) blend, through the pipeline's Merger, back to `f`.
+    Tile pixels outside the volume hold a huge value that must never reach the result."""
+    f = np.random.default_rng(seed).random((2, *lat.shape_yx), dtype=np.float32)  # (Z, Y, X)
     vol = Box(0, 0, *lat.shape_yx)
-    acc = np.zeros(lat.shape_yx)
+    merger = Merger(vol, n_planes=2, weight_map=torch.from_numpy(weights_2d(lat)))
     for i, j in lat.all_tiles():
         tb = lat.tile_box(i, j)
         part = tb.intersect(vol)
-        if not part.empty:
-            acc[part.slices()] += w[part.slices(origin=tb)] / total[part.slices()]
-    np.testing.assert_allclose(acc, 1.0, rtol=1e-12)
+        tile = np.full((2, lat.tile, lat.tile), 1e6, dtype=np.float32)
+        tile[(slice(None), *part.slices(origin=tb))] = f[(slice(None), *part.slices())]
+        merger.add(torch.from_numpy(tile), tb)
+    values, covered = merger.finalize()
+    assert bool(covered.all())
+    np.testing.assert_allclose(values.numpy(), f, rtol=0, atol=1e-5)
+
+
+def test_weight_sum_worked_example() -> None:
+    """By hand: tile 8, overlap 4, margin 1 → stride 4, core 6, weights_1d = [0, ¼, ¾, 1, 1, ¾, ¼, 0]
+    (½ − ½·cos(π/3) = ¼, ½ − ½·cos(2π/3) = ¾). A (1, 14) volume needs 3 tiles along x, at x = −1, 3, 7;
+    the ramps of neighbouring tiles sum to 1 where they overlap; along y the single tile gives row 0 weight ¼."""
+    np.testing.assert_allclose(weights_1d(8, 4, 1), [0, 0.25, 0.75, 1, 1, 0.75, 0.25, 0], atol=1e-12)
+    lat = Lattice(shape_yx=(1, 14), tile=8, overlap=4, margin=1)
+    assert lat.counts() == (1, 3)
+    assert [lat.tile_box(0, j).x0 for j in range(3)] == [-1, 3, 7]
+    along_x = [0.25, 0.75, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.75, 0.25]
+    np.testing.assert_allclose(weight_sum(lat), 0.25 * np.array([along_x]), atol=1e-7)
 
 
 @settings(max_examples=150, deadline=None)

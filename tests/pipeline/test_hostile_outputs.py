@@ -232,7 +232,7 @@ def test_overwrite_interrupted_keeps_the_old_result(tmp_path: Path, small_input:
     from zse.errors import ModelError
     from zse.models import registry
 
-    class FailLater(testmodels.SlowConvFactory):
+    class FailLater(testmodels.ConvFactory):
         def build(self, device: str):
             inner = super().build(device)
             calls = [0]

@@ -1,8 +1,11 @@
 """Crash-safety of `zse enhance`: SIGKILL and resume, a worker killed mid-run, --overwrite, --resume on a
 finished output, and the input never written to.
 
-All runs are tiny (a few MB) and seeded; the test model is a random conv net that sleeps a little per call
-(see conftest.py), so a run lasts long enough to be interrupted.
+All runs are tiny (a few MB) and seeded; the test model is a random conv net (conftest.py). No test races a
+run against a clock: a run to be interrupted is held (`ConvFactory`'s hold): once its first level-0 block is
+marked done, its model calls wait for a gate file that only the test creates. The test waits for that done
+marker, then kills or interrupts the run (or kills a worker and opens the gate), so the run is always caught
+with at least one block and far from all blocks done, however fast or slow the machine is.
 """
 
 from __future__ import annotations
@@ -57,32 +60,50 @@ def _n_blocks(shape_yx: tuple[int, int], block: int) -> int:
     return -(-shape_yx[0] // block) * -(-shape_yx[1] // block)
 
 
-def _kill_after_first_marker(cmd: list[str], out: Path, env: dict[str, str], timeout: float = 60) -> int:
-    """Start `cmd` in its own session, SIGKILL its process group once ≥ 1 level-0 block is marked done.
+def _held_env(out: Path, gate: Path) -> dict[str, str]:
+    """Environment of a `zse enhance … OUT` run held after its first done block until `gate` exists (conftest.py)."""
+    assert not gate.exists()
+    return zse_env(ZSE_TEST_HOLD_AFTER=str(out / ".zse" / "done" / "L0"), ZSE_TEST_GATE=str(gate))
 
-    Returns the number of level-0 markers at the kill; fails if the run finished before it could be killed.
+
+def _wait_until_held(out: Path, gate: Path, proc: subprocess.Popen | None = None, timeout: float = 60) -> int:
+    """Wait until the run writing `out` is held (its model created `gate`.waiting, which it does only once a
+    level-0 block of `out` is marked done); returns the number of level-0 markers then (≥ 1).
+
+    Fails if `proc` exits first or the run is not held within `timeout` seconds (a held run cannot finish, so
+    only a broken run or a broken hold ends up here).
     """
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    pgid = os.getpgid(proc.pid)
+    waiting = gate.with_name(gate.name + ".waiting")
     deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                _, err = proc.communicate()
-                pytest.fail(f"zse exited (rc {proc.returncode}) before it could be killed; stderr:\n{err.decode()}")
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            _, err = proc.communicate()
+            err = err.decode() if isinstance(err, bytes) else err
+            pytest.fail(f"zse exited (rc {proc.returncode}) before the test could interrupt it; stderr:\n{err}")
+        if waiting.exists():
             n = len(_markers(out))
-            if n >= 1:
-                os.killpg(pgid, signal.SIGKILL)
-                proc.wait(timeout=30)
-                _assert_group_gone(pgid)
-                return n
-            time.sleep(0.005)
-        pytest.fail("no block was marked done within the timeout")
+            assert n >= 1, "the model was held before any block was marked done"
+            return n
+        time.sleep(0.005)
+    pytest.fail(f"the run writing {out} was not held within {timeout} s")
+
+
+def _kill_after_first_marker(cmd: list[str], out: Path, gate: Path) -> int:
+    """Start `cmd` (held: the gate is never opened) in its own session, SIGKILL its process group once it is held
+    (≥ 1 level-0 block marked done); returns the number of level-0 markers at the kill."""
+    proc = subprocess.Popen(cmd, env=_held_env(out, gate), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    pgid = os.getpgid(proc.pid)
+    try:
+        _wait_until_held(out, gate, proc)
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _assert_group_gone(pgid)
+        return len(_markers(out))
     finally:
         if proc.poll() is None:
             os.killpg(pgid, signal.SIGKILL)
             proc.wait(timeout=30)
-    raise AssertionError("unreachable")
 
 
 def _assert_group_gone(pgid: int, timeout: float = 10) -> None:
@@ -122,7 +143,7 @@ def reference_output(kill_input: Path, kill_input_digest, tmp_path_factory: pyte
     """An uninterrupted run of the test model with KILL_OPTS (subprocess, like the interrupted one)."""
     out = tmp_path_factory.mktemp("ref") / "ref.zarr"
     proc = subprocess.run(zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS),
-                          capture_output=True, text=True, timeout=120, env=zse_env(ZSE_TEST_MODEL_DELAY="0"))
+                          capture_output=True, text=True, timeout=120, env=zse_env())
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -130,10 +151,12 @@ def reference_output(kill_input: Path, kill_input_digest, tmp_path_factory: pyte
 @pytest.fixture(scope="module")
 def interrupted_output(kill_input: Path, kill_input_digest, tmp_path_factory: pytest.TempPathFactory,
                        testmodels_dir: Path) -> Path:
-    """A run (default local Dask worker) SIGKILLed, whole process group, once its first block was marked done."""
-    out = tmp_path_factory.mktemp("killed") / "out.zarr"
+    """A run (default local Dask worker) SIGKILLed, whole process group, once its first block was marked done
+    (held there: its gate is never opened)."""
+    d = tmp_path_factory.mktemp("killed")
+    out = d / "out.zarr"
     n = _kill_after_first_marker(zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_RUN_OPTS), out,
-                                 zse_env(ZSE_TEST_MODEL_DELAY="0.05"))
+                                 d / "gate")
     total = _n_blocks(KILL_SHAPE[-2:], 64)
     assert 1 <= n < total, f"killed with {n} of {total} blocks done: the test did not interrupt the run"
     return out
@@ -163,7 +186,7 @@ def resumed_output(interrupted_output: Path, kill_input: Path, tmp_path_factory:
     shutil.copytree(interrupted_output, out)  # a copy: other tests need the interrupted output as it is
     done_before = len(_markers(out))
     proc = subprocess.run(zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_OPTS, "--resume"),
-                          capture_output=True, text=True, timeout=120, env=zse_env(ZSE_TEST_MODEL_DELAY="0"))
+                          capture_output=True, text=True, timeout=120, env=zse_env())
     return out, done_before, proc
 
 
@@ -213,21 +236,20 @@ def test_resume_after_crash_in_pyramid(reference_output: Path, kill_input: Path,
 @pytest.fixture(scope="module")
 def sigint_run(kill_input: Path, tmp_path_factory: pytest.TempPathFactory,
                testmodels_dir: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """Ctrl-C in a terminal: SIGINT to the whole foreground process group (zse and its Dask worker)."""
-    out = tmp_path_factory.mktemp("sigint") / "out.zarr"
+    """Ctrl-C in a terminal: SIGINT to the whole foreground process group (zse and its Dask worker), sent once
+    the first block is marked done (the run is held there: its gate is never opened)."""
+    d = tmp_path_factory.mktemp("sigint")
+    out = d / "out.zarr"
     cmd = zse_cmd("enhance", kill_input, out, "--model", "test-conv", *KILL_RUN_OPTS)
     # A shell that starts the test run in the background (CI runners, nohup) leaves SIGINT ignored, and
     # Python then installs no KeyboardInterrupt handler: give the child a terminal's default disposition.
-    proc = subprocess.Popen(cmd, env=zse_env(ZSE_TEST_MODEL_DELAY="0.2"), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=_held_env(out, d / "gate"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pgid = os.getpgid(proc.pid)
-    deadline = time.monotonic() + 60
-    while not _markers(out) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if proc.poll() is None:
-        os.killpg(pgid, signal.SIGINT)
     try:
+        _wait_until_held(out, d / "gate", proc)
+        os.killpg(pgid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -298,8 +320,9 @@ def test_resume_with_other_options_is_refused_cli(interrupted_output: Path, kill
 
 
 def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
-    """LocalCluster with 2 worker processes; one is SIGKILLed once a block is done; the run still completes and
-    equals an uninterrupted run on the same cluster."""
+    """LocalCluster with 2 worker processes; one is SIGKILLed once a block is done (the model is held there
+    until the kill, then the gate is opened); the run still completes and equals an uninterrupted run on the
+    same cluster."""
     from zse.pipeline.io.ngff import open_image
     from zse.pipeline.options import make_options
     from zse.pipeline.run import run_enhance
@@ -309,10 +332,10 @@ def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
     before = tree_digest(src_path)
     source = open_image(src_path)
     opts = make_options(tile=32, overlap=8, block=32)  # 24 blocks
-    # Workers cache the predictor per model checksum: both runs use the same factory (same delay).
-    factory = testmodels.SlowConvFactory(seed=0, delay_s=0.02)
+    out, gate = tmp_path / "out.zarr", tmp_path / "gate"
+    # Workers cache the predictor per model checksum: both runs use this factory (the gate is open for the second).
+    factory = testmodels.ConvFactory(seed=0, hold_after=str(out / ".zse" / "done" / "L0"), gate=str(gate))
     killed: dict[str, int] = {}
-    out = tmp_path / "out.zarr"
 
     with open_client(device="cpu", workers=2, threads_per_worker=1, dashboard_address="none") as client:
         pids = client.run(os.getpid)
@@ -320,13 +343,11 @@ def test_worker_killed_mid_run(tmp_path: Path, testmodels) -> None:
         victim = sorted(pids.values())[0]
 
         def killer() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if len(_markers(out)) >= 1:
-                    os.kill(victim, signal.SIGKILL)
-                    killed["at"] = len(_markers(out))
-                    return
-                time.sleep(0.005)
+            try:
+                killed["at"] = _wait_until_held(out, gate)
+                os.kill(victim, signal.SIGKILL)
+            finally:
+                gate.touch()  # let the held run go on (also when it was never held: the assertions below fail)
 
         t = threading.Thread(target=killer, daemon=True)
         t.start()
@@ -358,7 +379,7 @@ def finished_small(tmp_path_factory: pytest.TempPathFactory, testmodels) -> tupl
     out = d / "out.zarr"
     args = ("--model", "test-conv", "--block", "32", "--tile", "32", "--overlap", "8", "--workers", "0", "--quiet")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.REGISTRY, "test-conv", (lambda: testmodels.SlowConvFactory(seed=0, delay_s=0.0), "test"))
+        mp.setitem(registry.REGISTRY, "test-conv", (lambda: testmodels.ConvFactory(seed=0), "test"))
         try:
             main(["enhance", str(src), str(out), *args])
         except SystemExit as exc:

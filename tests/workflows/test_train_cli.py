@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from zse.pipeline.io.write import write_volume
 from zse.workflows.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
@@ -61,7 +62,6 @@ def test_train_refuses_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_extract_rois_from_ome_zarr(tmp_path: Path) -> None:
-    write_volume = pytest.importorskip("zse.pipeline.io.write").write_volume
     rng = np.random.default_rng(0)
     vol = np.full((Z, 96, 160), 220, dtype=np.uint8)
     vol[:, 16:90, 20:150] = rng.integers(40, 140, (Z, 74, 130), dtype=np.uint8)
