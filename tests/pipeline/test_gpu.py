@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from zse.models.testing import ConvNetFactory, make_slide, rel_l2
 from zse.pipeline.block import predict_block
 from zse.pipeline.geometry import Box, Lattice
-from zse.models.testing import ConvNetFactory, make_slide, rel_l2
 
 CUDA = pytest.param("cuda", marks=pytest.mark.gpu)
 
