@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
-from zse.pipeline.geometry import TILE_MAX, TILE_MIN, Block, Lattice, indexed_block_grid, make_blocks
+from zse.pipeline.geometry import Block, Lattice, indexed_block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.io.chunks import check_chunks
 from zse.pipeline.io.ngff import SourceImage
@@ -44,7 +44,7 @@ from zse.pipeline.io.write import (
     write_target,
 )
 from zse.pipeline.lock import OutputLock
-from zse.pipeline.options import DEFAULT_TILE, EnhanceOptions
+from zse.pipeline.options import EnhanceOptions
 from zse.pipeline.plan import (
     TissueMap,
     check_resume,
@@ -96,21 +96,7 @@ DEFAULT_OVERLAP = 32
 """Overlap (px) for a model that does not declare its receptive radius."""
 
 
-def tile_for(factory: PredictorFactory, options: EnhanceOptions, shape_yx: tuple[int, int] | None = None) -> int:
-    """The tile side (px) of a run: --tile where given; else `DEFAULT_TILE` (128), or, for a model that
-    declares a preferred core (`core_px`: FFT deconvolution, whose cost is per tile and whose tiles are
-    best large), core + overlap with the core no larger than the block (so tiles never straddle blocks)
-    nor the volume's larger side (`shape_yx`), within `TILE_MAX`."""
-    if options.tile is not None:
-        return options.tile
-    if factory.core_px is None:
-        return DEFAULT_TILE
-    core = min(int(factory.core_px), options.resolved_block(), *(shape_yx or ()))
-    return max(TILE_MIN, min(core + _overlap(factory, options, tile=None), TILE_MAX))
-
-
-def lattice_params(factory: PredictorFactory, options: EnhanceOptions,
-                   shape_yx: tuple[int, int] | None = None) -> tuple[int, int]:
+def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[int, int]:
     """(overlap, margin) of a run: the options' values where given, else the defaults that follow the model.
 
     A model that declares its receptive radius r (`margin_px`) gets margin = r rounded up to a multiple
@@ -119,25 +105,19 @@ def lattice_params(factory: PredictorFactory, options: EnhanceOptions,
     result then equals the model applied to the whole volume (for tiles that are a multiple of the
     network's period: 128 is, for every registry model). Where 2·margin does not fit in the tile
     (or the model declares nothing), overlap = the largest such value below the tile, resp. 32, and
-    margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given. The tile is
-    `tile_for(factory, options, shape_yx)`.
+    margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given.
     """
-    overlap = _overlap(factory, options, tile=tile_for(factory, options, shape_yx))
+    tile = options.tile
+    r = factory.margin_px
+    if options.overlap is not None:
+        overlap = options.overlap
+    elif r is None:
+        overlap = min(DEFAULT_OVERLAP, tile - 8)
+    else:
+        overlap = min(2 * phase_aligned(int(r)), 8 * ((tile - 1) // 8))
     if options.margin is not None:
         return overlap, options.margin
     return overlap, default_margin(factory, overlap)
-
-
-def _overlap(factory: PredictorFactory, options: EnhanceOptions, *, tile: int | None) -> int:
-    """--overlap where given, else what follows the model's radius (see `lattice_params`); `tile` None:
-    not limited by a tile (the tile is then sized around the overlap)."""
-    r = factory.margin_px
-    if options.overlap is not None:
-        return options.overlap
-    limit = 10**9 if tile is None else 8 * ((tile - 1) // 8)
-    if r is None:
-        return DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile - 8)
-    return min(2 * phase_aligned(int(r)), limit)
 
 
 def phase_aligned(radius_px: int, period: int = 4) -> int:
@@ -175,8 +155,8 @@ def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOpt
     """Stage 1: lattice, blocks, run record and output layout for `source` with `options`; the tissue map
     too when `tissue` and the options skip background (it reads a low-resolution level of the input)."""
     shape_yx = (int(source.meta.shape[-2]), int(source.meta.shape[-1]))
-    overlap, margin = lattice_params(factory, options, shape_yx)
-    tile = tile_for(factory, options, shape_yx)
+    overlap, margin = lattice_params(factory, options)
+    tile = options.tile
     lattice = Lattice(shape_yx=shape_yx, tile=tile, overlap=overlap, margin=margin)
     blocks = make_blocks(lattice, options.resolved_block())
     record = run_record(

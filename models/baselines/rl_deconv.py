@@ -87,9 +87,6 @@ class RLDeconvParams(BaseModel):
     target_refractive_index: float = Field(default=optics.HIGH_NA_INDEX, ge=1.0)
     target_section_um: float = Field(default=20.0, gt=0, description="section thickness scaling the optical-section OD (µm)")
     margin: int = Field(default=32, ge=0, le=1024, description="receptive radius reported as margin_px")
-    core_px: int | None = Field(default=None, ge=8, le=2048, description="preferred tile core (tile minus overlap) "
-                                "when --tile is not given (None: the pipeline's 128-px tiles); larger cores mean fewer "
-                                "FFT deconvolutions per block (experimental, not the default: seams not yet measured)")
 
 
 def make_params(**kwargs: object) -> RLDeconvParams:
@@ -120,7 +117,6 @@ class RLDeconvFactory:
         self.margin_px: int | None = self.params.margin
         self.translation_equivariant = True
         self.input_zyx: tuple[int | None, int | None, int | None] | None = None
-        self.core_px: int | None = self.params.core_px
 
     def __repr__(self) -> str:
         return f"RLDeconvFactory({self.params!r})"

@@ -88,8 +88,8 @@ def test_wrapped_registry_factory_declares_the_inner_models_contract() -> None:
     inner = make_factory("unsharp")
     f = make_factory("unsharp", amp="bf16", channels_last=True)
     assert isinstance(f, PredictorFactory) and f != inner and f.checksum != inner.checksum
-    assert (f.name, f.margin_px, f.input_zyx, f.translation_equivariant, f.core_px) == (
-        inner.name, inner.margin_px, inner.input_zyx, inner.translation_equivariant, inner.core_px)
+    assert (f.name, f.margin_px, f.input_zyx, f.translation_equivariant) == (
+        inner.name, inner.margin_px, inner.input_zyx, inner.translation_equivariant)
 
 
 def test_bad_options_are_one_line_errors(capsys) -> None:

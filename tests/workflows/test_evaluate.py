@@ -154,7 +154,6 @@ class _InvertFactory:
     margin_px = 0
     input_zyx = None
     translation_equivariant = True
-    core_px = None
 
     def build(self, device: str):
         return lambda t: -t  # in [-1, 1]: v ↦ 255 − v for uint8

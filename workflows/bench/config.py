@@ -109,9 +109,6 @@ class WrappedFactory:
     def translation_equivariant(self) -> bool:
         return self.inner.translation_equivariant
 
-    @property
-    def core_px(self) -> int | None:
-        return self.inner.core_px
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return wrap_predictor(self.inner.build(device), device, self.amp, self.channels_last)
