@@ -68,7 +68,7 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     png = out_dir / "orthoview.png"
     vmax = float(np.iinfo(np.dtype(x.dtype)).max)
     z_aspect = BLUR_PRESETS["huron"][1]  # the slide's focal step in the sample (µm) over its 1 µm pixel
-    plot_orthoview_columns(png, {"input": x[:, ys, xs], model_spec: y[:, ys, xs], "truth": g[:, ys, xs]}, focal=z // 2,
+    plot_orthoview_columns(png, {"input": x[:, ys, xs], model_spec: y[:, ys, xs], "truth": g[:, ys, xs]}, focal=M.focal_plane(x),
                            z_aspect=z_aspect, vmax=vmax,
                            title=f"zse demo: input, {model_spec}, optical-section truth (columns); z stretched to µm")
     s_in, s_out = M.synthetic_scores(x, g), M.synthetic_scores(y, g)

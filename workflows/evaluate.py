@@ -10,10 +10,14 @@ This module is the command and its job (`evaluate`): it checks the options and t
 loads the ROIs (`zse.models.evaluation`), measures them (`zse.models.metrics.engine.evaluate_rois`) and
 writes the report (`write_report`, with the tables and figures of `zse.workflows.report`).
 
-Written into DIR: metrics.json (every number), planes.csv/.md (paper Tables 1–3 per xy plane,
-averaged over ROIs), sections_xz.csv/.md and sections_yz.csv/.md (per vertical section),
-reference_{xy,xz,yz}.csv/.md with --ground-truth, per_roi.csv/.md, curves.png, sections.png,
-gradient_hist.png, roi_NNN.png (orthogonal views), reference.png (with --ground-truth), index.html.
+Written into DIR: index.html (first the summary table of `zse.models.metrics.summary`: each metric in
+words, its direction, input, output, truth, the change and a verdict; its glossary and a link to
+docs/metrics.md; then the figures and the long tables), metrics.json (every number; the summary rows
+under summary.table), planes.csv/.md (paper Tables 1–3 per xy plane, averaged over ROIs),
+sections_xz.csv/.md and sections_yz.csv/.md (per vertical section), reference_{xy,xz,yz}.csv/.md with
+--ground-truth (input vs truth beside output vs truth), per_roi.csv/.md, curves.png,
+sections_{xz,yz}.png, gradient_hist.png, roi_NNN.png (orthogonal views, z at the physical aspect),
+reference.png (with --ground-truth). The summary table is also printed to stderr at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from zse.errors import ConfigError, InputError, OutputError
 from zse.models.evaluation import apply_model, input_data_dir, is_npz_dataset, load_ngff_rois, load_npz_rois
 from zse.models.metrics.engine import Roi, evaluate_rois
+from zse.models.metrics.summary import format_summary
 
 DEFAULT_ROI = 128
 
@@ -81,8 +86,9 @@ def write_report(results: dict[str, Any], rois: list[Roi], report_dir: Path, inf
         tables.append((f"Per {o} section", f"sections_{o}.md"))
     if results["reference"] is not None:
         for o, t in results["reference"].items():
-            files += R.write_table(report_dir / f"reference_{o}", t, f"Full-reference metrics per {o} {'plane' if o == 'xy' else 'section'}")
-            tables.append((f"Output vs ground truth per {o}", f"reference_{o}.md"))
+            files += R.write_table(report_dir / f"reference_{o}", t, f"Input x and output y vs ground truth gt per {o} "
+                                   f"{'plane' if o == 'xy' else 'section'}, mean of {len(rois)} ROI(s)")
+            tables.append((f"Input and output vs ground truth per {o}", f"reference_{o}.md"))
     per = results["per_roi"]
     num_keys = [k for k in per[0] if k != "name"]
     per_tab = {"roi": np.arange(len(per), dtype=float)}
@@ -92,10 +98,12 @@ def write_report(results: dict[str, Any], rois: list[Roi], report_dir: Path, inf
 
     planes = results["planes"]
     files.append(R.plot_curves(report_dir / "curves.png", planes,
-                               [("SSIM", ["ssim_x_xf", "ssim_y_xf", "ssim_x_y"]), ("FM", ["fm_x", "fm_y"]),
-                                ("PIQE (lower is better)", ["piqe_x", "piqe_y"]), ("mean |∇I|", ["grad_x", "grad_y"]),
-                                ("ΔDoM", ["dom_x", "dom_y"])],
-                               xkey="plane", focal=f, title="input x vs output y per plane (dashed: x at the in-focus plane)"))
+                               [("SSIM", ["ssim_x_xf", "ssim_y_xf", "ssim_x_y"]), ("FM (higher: sharper)", ["fm_x", "fm_y", "fm_gt"]),
+                                ("PIQE (lower is better)", ["piqe_x", "piqe_y", "piqe_gt"]),
+                                ("mean |∇I| (higher: sharper)", ["grad_x", "grad_y", "grad_gt"]),
+                                ("ΔDoM (higher: sharper)", ["dom_x", "dom_y", "dom_gt"])],
+                               xkey="plane", focal=f,
+                               title="input x, output y (and truth gt) per plane (dashed: x at the in-focus plane)"))
     images.append(("Per-plane curves", "curves.png"))
     sec = results["sections"]
     for o in ("xz", "yz"):
@@ -110,9 +118,12 @@ def write_report(results: dict[str, Any], rois: list[Roi], report_dir: Path, inf
     if results["reference"] is not None:
         ref = results["reference"]["xy"]
         files.append(R.plot_curves(report_dir / "reference.png", ref,
-                                   [("SSIM", ["ssim"]), ("PSNR (dB)", ["psnr"]), ("RMSE", ["rmse"]), ("Pearson r", ["pearson"])],
-                                   xkey="index", focal=f, title="output vs ground truth per plane"))
-        images.append(("Output vs ground truth", "reference.png"))
+                                   [("SSIM (higher is better)", ["ssim_x_gt", "ssim_y_gt"]),
+                                    ("PSNR dB (higher is better)", ["psnr_x_gt", "psnr_y_gt"]),
+                                    ("RMSE (lower is better)", ["rmse_x_gt", "rmse_y_gt"]),
+                                    ("Pearson r (higher is better)", ["pearson_x_gt", "pearson_y_gt"])],
+                                   xkey="index", focal=f, title="input x and output y vs ground truth gt per plane"))
+        images.append(("Input and output vs ground truth", "reference.png"))
     vmax = float(np.iinfo(rois[0].x.dtype).max)
     for k, r in enumerate(rois[:max_views]):
         vols = {"input x": r.x}
@@ -130,8 +141,11 @@ def write_report(results: dict[str, Any], rois: list[Roi], report_dir: Path, inf
     doc = {"info": info, **results, "files": listed}
     R.write_json(json_path, doc)
     files.append(json_path)
+    out = info.get("output") or (f"--model {info['model']['spec']}" if info.get("model") else None)
+    lead = (f"{len(rois)} ROI(s) of {info.get('input')}; output: {out or 'none (input only)'}; ground truth: "
+            f"{info.get('ground_truth') or 'none'}; in-focus plane {f} (0-based, the input's sharpest).")
     files.append(R.write_index(report_dir / "index.html", title="zse evaluate", info=info, summary=results["summary"],
-                               images=images, tables=tables, files=listed))
+                               images=images, tables=tables, files=listed, lead=lead))
     return files
 
 
@@ -192,13 +206,14 @@ def evaluate(input_path: Path, output_path: Path | None, report_dir: Path, *, gt
 @click.argument("output_path", metavar="[OUTPUT]", required=False, type=click.Path(path_type=Path))
 @click.option("--report", "report_dir", required=True, type=click.Path(path_type=Path), help="Folder to write the report into.")
 @click.option("--ground-truth", "gt_path", type=click.Path(path_type=Path), default=None,
-              help="OME-Zarr ground truth: adds SSIM, PSNR, RMSE, Pearson of OUTPUT against it.")
+              help="OME-Zarr ground truth: adds SSIM, PSNR, RMSE, Pearson of INPUT and of OUTPUT against it.")
 @click.option("--rois", type=int, default=None, help="Sample N tissue ROIs (default: whole stacks; every .npz stack).")
 @click.option("--roi-size", type=int, default=DEFAULT_ROI, show_default=True, help="ROI side in y, x (pixels).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the ROI sampling.")
 @click.option("--model", "model", default=None, help="Apply this model (registry name or file) to each ROI of INPUT to get the output.")
 @click.option("--device", default="cpu", show_default=True, help="Device for --model.")
-@click.option("--focal", type=int, default=None, help="In-focus plane (0-based); default: the sharpest by mean |∇I|.")
+@click.option("--focal", type=int, default=None,
+              help="In-focus plane (0-based); default: the input's sharpest by mean |∇I| (as zse demo).")
 @click.option("--fm-t", type=float, default=1000.0, show_default=True, help="FM threshold divisor T (paper 1000; ≈150 matches its values).")
 @click.option("--section-step", type=int, default=4, show_default=True, help="Evaluate every n-th xz/yz section.")
 @click.option("--channel", type=int, default=0, show_default=True, help="Channel of czyx images.")
@@ -213,4 +228,6 @@ def evaluate_command(input_path: Path, output_path: Path | None, report_dir: Pat
                        model=model, device=device, focal=focal, fm_t=fm_t, section_step=section_step, channel=channel,
                        tile=tile, overlap=overlap, margin=margin)
     s = results["summary"]
-    click.echo(f"zse evaluate: {s['n_rois']} ROI(s), in-focus plane {s['focal_plane']} → {report_dir / 'index.html'}", err=True)
+    click.echo(format_summary(s["table"]), err=True)
+    click.echo(f"zse evaluate: {s['n_rois']} ROI(s), in-focus plane {s['focal_plane']} (0-based); metrics explained in "
+               f"docs/metrics.md → {report_dir / 'index.html'}", err=True)

@@ -2,7 +2,8 @@
 
 Tables are dicts of equal-length 1D numpy arrays (column name → values). Plots use matplotlib's Agg
 backend (no display needed). Non-finite numbers are written as empty CSV cells, "–" in Markdown and
-null in JSON.
+null in JSON. index.html opens with the summary table of `zse.models.metrics.summary` (the first
+screen), a glossary of its rows and a link to docs/metrics.md; the figures and long tables follow.
 """
 
 from __future__ import annotations
@@ -35,10 +36,18 @@ COLUMN_TITLES: dict[str, str] = {
     "grad_y": "mean ∇y",
     "dom_x": "ΔDoM(x)",
     "dom_y": "ΔDoM(y)",
-    "ssim": "SSIM(y, gt)",
-    "psnr": "PSNR(y, gt) dB",
-    "rmse": "RMSE(y, gt)",
-    "pearson": "r(y, gt)",
+    "fm_gt": "FM(gt)",
+    "piqe_gt": "PIQE(gt)",
+    "grad_gt": "mean ∇gt",
+    "dom_gt": "ΔDoM(gt)",
+    "ssim_x_gt": "SSIM(x, gt)",
+    "ssim_y_gt": "SSIM(y, gt)",
+    "psnr_x_gt": "PSNR(x, gt) dB",
+    "psnr_y_gt": "PSNR(y, gt) dB",
+    "rmse_x_gt": "RMSE(x, gt)",
+    "rmse_y_gt": "RMSE(y, gt)",
+    "pearson_x_gt": "r(x, gt)",
+    "pearson_y_gt": "r(y, gt)",
 }
 
 
@@ -142,13 +151,26 @@ def plot_curves(
     return path
 
 
+def histogram_lines(edges: np.ndarray, hists: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The points `plot_histograms` draws: {name: (bin centres, densities)} with the empty bins (density
+    ≤ 0 or not finite) dropped, so a log axis shows only what was observed. edges: (B + 1,), hists: (B,)."""
+    e = np.asarray(edges, dtype=np.float64)
+    centres = 0.5 * (e[1:] + e[:-1])
+    out = {}
+    for name, h in hists.items():
+        hv = np.asarray(h, dtype=np.float64)
+        keep = np.isfinite(hv) & (hv > 0)
+        out[name] = (centres[keep], hv[keep])
+    return out
+
+
 def plot_histograms(path: Path, edges: np.ndarray, hists: Mapping[str, np.ndarray], title: str = "") -> Path:
-    """Gradient-magnitude histograms (density) on a log y axis, one line per entry."""
+    """Gradient-magnitude histograms (density) on a log y axis, one line per entry; empty bins are not
+    drawn (`histogram_lines`)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    for name, h in hists.items():
-        ax.plot(centres, np.maximum(h, 1e-12), label=name)
+    for name, (cx, hv) in histogram_lines(edges, hists).items():
+        ax.plot(cx, hv, marker=".", ms=3, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("|∇I| (intensity / pixel)")
     ax.set_ylabel("density")
@@ -177,31 +199,25 @@ def plot_orthoviews(
     voxel_size_um: tuple[float, float, float] = (1.0, 1.0, 1.0),
     vmax: float = 255.0,
     title: str = "",
+    max_px: int = 256,
+    section_px: int = 128,
 ) -> Path:
-    """One row per volume (Z, Y, X): xy at the in-focus plane, the first and the last plane, the xz
-    section at the centre row and the yz section at the centre column (z scaled by the voxel size)."""
-    plt = _plt()
-    names = list(volumes)
-    fig, axes = plt.subplots(len(names), 5, figsize=(14, 2.9 * len(names)), squeeze=False)
-    vz, vy, vx = voxel_size_um
-    for r, name in enumerate(names):
-        v = np.asarray(volumes[name])
-        nz, ny, nx = v.shape
-        views = [
-            (v[focal], f"xy z={focal} (focus)", vy / vx),
-            (v[0], "xy z=0", vy / vx),
-            (v[-1], f"xy z={nz - 1}", vy / vx),
-            (v[:, ny // 2, :], f"xz y={ny // 2}", vz / vx),
-            (v[:, :, nx // 2], f"yz x={nx // 2}", vz / vy),
-        ]
-        for c, (img, lab, aspect) in enumerate(views):
-            _grey_view(axes[r, c], img, f"{name}: {lab}", aspect, vmax)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05, hspace=0.2)
-    fig.savefig(path, dpi=72, **_SAVE)
-    plt.close(fig)
-    return path
+    """The report's orthogonal views: one column per volume (Z, Y, X) (input, output, truth); rows: xy
+    at the in-focus plane, at the first and at the last plane, the xz section at the centre row and the
+    yz section at the centre column, with z stretched to the physical aspect voxel z / voxel y (µm/µm,
+    from the input's metadata). Volumes larger than `max_px` in y or x are shown by their central
+    max_px × max_px window, and the vertical sections by their central `section_px` along x (xz) or y
+    (yz), so that a stack a few dozen planes deep is not a thin strip."""
+    first = np.asarray(next(iter(volumes.values())))
+    nz, ny, nx = first.shape
+    cy, cx = min(ny, max_px), min(nx, max_px)
+    y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+    crop = {k: np.asarray(v)[:, y0:y0 + cy, x0:x0 + cx] for k, v in volumes.items()}
+    if (cy, cx) != (ny, nx):
+        title = f"{title}; central {cy}×{cx} px (y {y0}:{y0 + cy}, x {x0}:{x0 + cx})".lstrip("; ")
+    vz, vy, _ = voxel_size_um
+    return plot_orthoview_columns(path, crop, focal, z_aspect=float(vz) / float(vy), vmax=vmax, title=title,
+                                  xy_planes=((0, "first plane"), (nz - 1, "last plane")), section_px=section_px)
 
 
 def plot_orthoview_columns(
@@ -212,28 +228,39 @@ def plot_orthoview_columns(
     z_aspect: float = 1.0,
     vmax: float = 255.0,
     title: str = "",
+    xy_planes: Sequence[tuple[int, str]] = ((0, "above the tissue"),),
+    section_px: int | None = None,
 ) -> Path:
     """One column per volume (Z, Y, X) (e.g. input, output, truth), rows: xy at the in-focus plane, xy at
-    plane 0 (above the tissue), the xz section at the centre row and the yz section at the centre
-    column, with z stretched by `z_aspect` (z step / pixel, µm/µm) so vertical sections have their
-    physical proportions."""
+    each of `xy_planes` ((plane, note); default plane 0, above the tissue), the xz section at the centre
+    row and the yz section at the centre column, with z stretched by `z_aspect` (z step / pixel,
+    µm/µm) so vertical sections have their physical proportions; `section_px`: show only the central
+    section_px pixels of the sections' horizontal axis (None: all)."""
     plt = _plt()
     names = list(volumes)
     first = np.asarray(volumes[names[0]])
     nz, ny, nx = first.shape
     hz = nz * z_aspect
-    fig, axes = plt.subplots(4, len(names), figsize=(3.4 * len(names), 3.4 * (2 + 2 * hz / max(ny, nx)) + 0.8),
-                             squeeze=False, gridspec_kw={"height_ratios": [1, 1, hz / ny, hz / nx]})
+    sx = min(nx, section_px or nx)
+    sy = min(ny, section_px or ny)
+    x0, y0 = (nx - sx) // 2, (ny - sy) // 2
+    rx = f", x {x0}:{x0 + sx}" if sx < nx else ""
+    ry = f", y {y0}:{y0 + sy}" if sy < ny else ""
+    ratios = [ny / nx] * (1 + len(xy_planes)) + [hz / sx, hz / sy]
+    fig_h = 3.4 * sum(ratios) + 0.8
+    fig, axes = plt.subplots(len(ratios), len(names), figsize=(3.4 * len(names), fig_h),
+                             squeeze=False, gridspec_kw={"height_ratios": ratios})
     for c, name in enumerate(names):
         v = np.asarray(volumes[name])
-        views = [(v[focal], f"xy z={focal} (in focus)", 1.0), (v[0], "xy z=0 (above the tissue)", 1.0),
-                 (v[:, ny // 2, :], f"xz y={ny // 2} (z ×{z_aspect:g})", z_aspect),
-                 (v[:, :, nx // 2], f"yz x={nx // 2} (z ×{z_aspect:g})", z_aspect)]
+        views = [(v[focal], f"xy z={focal} (in focus)", 1.0)]
+        views += [(v[k], f"xy z={k} ({note})", 1.0) for k, note in xy_planes]
+        views += [(v[:, ny // 2, x0:x0 + sx], f"xz y={ny // 2}{rx} (z ×{z_aspect:g})", z_aspect),
+                  (v[:, y0:y0 + sy, nx // 2], f"yz x={nx // 2}{ry} (z ×{z_aspect:g})", z_aspect)]
         for r, (img, lab, aspect) in enumerate(views):
             _grey_view(axes[r, c], img, f"{name}: {lab}", aspect, vmax)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / fig_h) if title else None)
     fig.savefig(path, dpi=72, **_SAVE)
     plt.close(fig)
     return path
@@ -272,6 +299,48 @@ def _summary_rows(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str
     return rows
 
 
+def metrics_docs() -> tuple[str, str | None]:
+    """(name, file URI or None) of docs/metrics.md, the glossary of every metric: the URI when zse runs
+    from a source checkout that holds it."""
+    import zse
+
+    doc = Path(zse.__file__).resolve().parents[1] / "docs" / "metrics.md"
+    return "docs/metrics.md", (doc.as_uri() if doc.is_file() else None)
+
+
+def summary_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary table of `zse.models.metrics.summary` as an HTML table (header: metric, better if,
+    input, output, truth, change, verdict), verdicts coloured."""
+    from zse.models.metrics.summary import table_cells
+
+    header, cells = table_cells([dict(r) for r in rows])
+    colour = {"better": "#d6f5d6", "worse": "#f8d0d0"}
+    out = ["<table class='summary'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for r, cell in zip(rows, cells, strict=True):
+        bg = colour.get(str(r.get("verdict")), "")
+        tds = [f"<td style='text-align:left' title='{html.escape(str(r['meaning']))}'>{html.escape(cell[0])}</td>"]
+        tds += [f"<td>{html.escape(c)}</td>" for c in cell[1:-1]]
+        tds.append(f"<td style='text-align:left;background:{bg}'>{html.escape(cell[-1])}</td>" if bg
+                   else f"<td style='text-align:left'>{html.escape(cell[-1])}</td>")
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def glossary_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per summary row: the metric in words, what it measures, its direction and unit, with a
+    link to docs/metrics.md (the full definitions)."""
+    name, href = metrics_docs()
+    link = f"<a href='{html.escape(href)}'>{name}</a>" if href else f"{name} in the zse source"
+    items = [f"<li><b>{html.escape(str(r['metric']))}</b> (<code>{html.escape(str(r['key']))}</code>, "
+             f"{html.escape(str(r['unit']))}, {html.escape(str(r['direction']))}): {html.escape(str(r['meaning']))}</li>"
+             for r in rows]
+    return (f"<h2>What the rows mean</h2><p>Full definitions: {link}, section “The summary table”. Input and output "
+            "are the ROIs' means; for the rows “… truth” they are input vs truth and output vs truth. With a truth, an "
+            "image measure is judged by which of input and output lies closer to the truth's value.</p><ul>"
+            + "".join(items) + "</ul>")
+
+
 def write_index(
     path: Path,
     *,
@@ -281,22 +350,25 @@ def write_index(
     images: Sequence[tuple[str, str]],
     tables: Sequence[tuple[str, str]],
     files: Sequence[str],
+    lead: str = "",
 ) -> Path:
-    """index.html: run information, the summary numbers, the images (caption, file) and the tables
-    (caption, Markdown file: shown as a link plus the matching CSV's content as an HTML table)."""
+    """index.html: first the summary table (`summary["table"]`, rows of `zse.models.metrics.summary`)
+    under a one-line `lead`, its glossary and the link to docs/metrics.md; then the images (caption,
+    file), the tables (caption, Markdown file: shown as a link plus the matching CSV's content as an
+    HTML table), the run information, every other summary number and the files."""
+    rows = list(summary.get("table") or [])
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
         "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
-        "h2{margin-top:1.5em}</style></head><body>",
+        "h2{margin-top:1.5em}table.summary{font-size:14px}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Run</h2><table>",
     ]
-    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in _summary_rows(info)]
-    parts.append("</table><h2>Summary</h2><table>")
-    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in _summary_rows(summary)]
-    parts.append("</table>")
+    if lead:
+        parts.append(f"<p>{html.escape(lead)}</p>")
+    if rows:
+        parts += ["<h2>Summary</h2>", summary_html(rows), glossary_html(rows)]
     for caption, fname in images:
         parts.append(f"<h2>{html.escape(caption)}</h2><img src='{html.escape(fname)}' alt='{html.escape(caption)}'>")
     base = path.parent
@@ -307,12 +379,16 @@ def write_index(
         csv_path = base / csv_name
         if csv_path.exists():
             with csv_path.open() as f:
-                rows = list(csv.reader(f))
-            if rows:
-                parts.append("<tr>" + "".join(f"<th>{html.escape(COLUMN_TITLES.get(c, c))}</th>" for c in rows[0]) + "</tr>")
-                parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
+                table_rows = list(csv.reader(f))
+            if table_rows:
+                parts.append("<tr>" + "".join(f"<th>{html.escape(COLUMN_TITLES.get(c, c))}</th>" for c in table_rows[0]) + "</tr>")
+                parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table_rows[1:]]
         parts.append("</table>")
-    parts.append("<h2>Files</h2><ul>")
+    parts.append("<h2>Run</h2><table>")
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in _summary_rows(info)]
+    parts.append("</table><h2>All summary numbers (metrics.json “summary”)</h2><table>")
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in _summary_rows(summary)]
+    parts.append("</table><h2>Files</h2><ul>")
     parts += [f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in files]
     parts.append("</ul></body></html>")
     path.write_text("\n".join(parts) + "\n")

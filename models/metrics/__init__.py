@@ -1,7 +1,8 @@
 """Image-quality metrics for z-stack enhancement (numpy/scipy only; see docs/metrics.md).
 
 2D metrics take (Y, X) planes or vertical sections (Z, X)/(Z, Y); stack helpers take (Z, Y, X); the
-engine of `zse evaluate` (`evaluate_rois`) takes a list of `Roi`.
+engine of `zse evaluate` (`evaluate_rois`) takes a list of `Roi`; its first-screen table is declared in
+`summary` (`SUMMARY_METRICS`, `summary_rows`).
 """
 
 from .engine import Roi, evaluate_rois
@@ -22,13 +23,16 @@ from .reference import mse, pearson, psnr, rmse, ssim, ssim_map
 from .seams import lattice_lines, lattice_seam_score, roi_lines, seam_score
 from .spectral import SpectralCoverage, noise_sigma_immerkaer, spectral_coverage
 from .stack import focal_plane, focus_curve, plane_table, reference_table, section_table, sections
+from .summary import SUMMARY_METRICS, SummaryMetric, format_summary, summary_rows
 
 __all__ = [
     "FM_T_MATCHED",
     "FM_T_PAPER",
     "PiqeResult",
     "Roi",
+    "SUMMARY_METRICS",
     "SpectralCoverage",
+    "SummaryMetric",
     "average_gradient",
     "delta_dom",
     "empty_planes",
@@ -41,6 +45,7 @@ __all__ = [
     "fm",
     "focal_plane",
     "focus_curve",
+    "format_summary",
     "forward_gradient",
     "gradient_histogram",
     "gradient_magnitude",
@@ -65,4 +70,5 @@ __all__ = [
     "spectral_coverage",
     "ssim",
     "ssim_map",
+    "summary_rows",
 ]

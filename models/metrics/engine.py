@@ -21,7 +21,8 @@ from .information import hellinger, mutual_information
 from .reference import pearson, psnr, rmse
 from .seams import lattice_lines, seam_score
 from .spectral import spectral_coverage
-from .stack import focus_curve, plane_table, reference_table, section_table
+from .stack import focal_plane, focus_curve, plane_table, reference_table, section_table
+from .summary import summary_rows
 
 
 @dataclass
@@ -63,17 +64,55 @@ def _col_means(table: dict[str, np.ndarray], skip: tuple[str, ...] = ("plane", "
     return {k: float(_nanmean(v)) for k, v in table.items() if k not in skip}
 
 
+REF_COLUMNS = ("ssim", "psnr", "rmse", "pearson")
+
+
+def _reference_pair(x: np.ndarray, y: np.ndarray, gt: np.ndarray, L: float, orientation: str,
+                    step: int) -> dict[str, np.ndarray]:
+    """Input vs truth beside output vs truth per plane or section: index, then for each of SSIM, PSNR,
+    RMSE, Pearson the columns <m>_x_gt (input) and <m>_y_gt (output)."""
+    tx = reference_table(x, gt, data_range=L, orientation=orientation, step=step)
+    ty = reference_table(y, gt, data_range=L, orientation=orientation, step=step)
+    out = {"index": ty["index"]}
+    for m in REF_COLUMNS:
+        out[f"{m}_x_gt"] = tx[m]
+        out[f"{m}_y_gt"] = ty[m]
+    return out
+
+
+def _summary_values(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The values of `zse.models.metrics.summary.SUMMARY_METRICS` from the engine's summary means."""
+    pm, om, rm = s["planes_mean"], s["outer_planes_mean"], s["per_roi_mean"]
+
+    def trio(src: dict[str, float], name: str) -> dict[str, Any]:
+        return {"input": src.get(name.format("x")), "output": src.get(name.format("y")), "truth": src.get(name.format("gt"))}
+
+    values = {"sharpness": trio(pm, "grad_{}"), "sharpness_outer": trio(om, "grad_{}"), "fm": trio(pm, "fm_{}"),
+              "piqe": trio(pm, "piqe_{}"), "dom": trio(pm, "dom_{}"), "spectral": trio(rm, "spectral_{}_total"),
+              "seam": trio(rm, "seam_{}")}
+    if "reference_mean" in s:
+        ref = s["reference_mean"]
+        for key, o in (("ssim_truth", "xy"), ("ssim_truth_xz", "xz"), ("ssim_truth_yz", "yz")):
+            values[key] = {"input": ref[o]["ssim_x_gt"], "output": ref[o]["ssim_y_gt"]}
+        for m in ("psnr", "rmse", "pearson"):
+            values[f"{m}_truth"] = {"input": rm[f"{m}_x_gt"], "output": rm[f"{m}_y_gt"]}
+    return values
+
+
 def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 1000.0, section_step: int = 4,
                   tile: int = 128, overlap: int = 32, margin: int = 0, data_range: float | None = None) -> dict[str, Any]:
     """Every metric on every ROI; tables averaged over ROIs.
 
     rois: same shape (Z, Y, X) and dtype; y (and gt) set on all or none. focal: the in-focus plane x_f
-    (0-based; default the sharpest plane of the ROIs' mean `focus_curve`). fm_t: FM threshold divisor;
+    (0-based; default `focal_plane` of the input ROIs: the sharpest plane of their mean `focus_curve`,
+    the definition `zse demo` uses too). fm_t: FM threshold divisor;
     section_step: every n-th xz/yz section; tile, overlap, margin: the tile lattice of the seam score
     (lines anchored at the volume origin); data_range: L (default the dtype's maximum).
 
-    Returns a JSON-ready dict of numpy values with keys focal_plane, focus_curve_x, planes, sections,
-    reference, summary, gradient_histograms, per_roi, parameters. InputError without ROIs, or with y or
+    Returns a JSON-ready dict of numpy values with keys focal_plane, focus_curve_x, planes (with gt:
+    also the truth's fm_gt, piqe_gt, grad_gt, dom_gt), sections, reference (with gt: per xy plane and
+    xz/yz section, input vs truth <m>_x_gt beside output vs truth <m>_y_gt; else None), summary (its
+    `table`: the rows of `zse.models.metrics.summary`), gradient_histograms, per_roi, parameters. InputError without ROIs, or with y or
     gt set on some ROIs only, or gt without y; ConfigError for a focal plane outside the stack.
     """
     if not rois:
@@ -88,7 +127,7 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
         raise InputError("the ROIs hold a ground truth gt but no output y; gt is compared with y: set y too")
     nz = x0.shape[0]
     curve = np.mean([focus_curve(r.x) for r in rois], axis=0)
-    f = int(np.argmax(curve)) if focal is None else int(focal)
+    f = focal_plane([r.x for r in rois]) if focal is None else int(focal)
     if not 0 <= f < nz:
         raise ConfigError(f"--focal {focal} is outside the stack's planes; valid: 0..{nz - 1}")
 
@@ -108,13 +147,17 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
         t["dom_x"] = np.array([delta_dom(p, data_range=L) for p in r.x])
         if y is not None:
             t["dom_y"] = np.array([delta_dom(p, data_range=L) for p in y])
+        if gt is not None:
+            tg = plane_table(gt, focal=f, fm_t=fm_t, data_range=L)
+            t.update({"fm_gt": tg["fm_x"], "piqe_gt": tg["piqe_x"], "grad_gt": tg["grad_x"],
+                      "dom_gt": np.array([delta_dom(p, data_range=L) for p in gt])})
         plane_tabs.append(t)
         for o in ("xz", "yz"):
             sec_tabs[o].append(section_table(r.x, y, orientation=o, fm_t=fm_t, data_range=L, step=section_step))
         if y is not None and gt is not None:
-            ref_tabs["xy"].append(reference_table(y, gt, data_range=L, orientation="xy"))
+            ref_tabs["xy"].append(_reference_pair(r.x, y, gt, L, "xy", 1))
             for o in ("xz", "yz"):
-                ref_tabs[o].append(reference_table(y, gt, data_range=L, orientation=o, step=section_step))
+                ref_tabs[o].append(_reference_pair(r.x, y, gt, L, o, section_step))
         for key, vol in (("x (all planes)", r.x), (f"x (in-focus plane {f})", r.x[f:f + 1]), ("y (all planes)", y),
                          ("ground truth (all planes)", gt)):
             if key in hists and vol is not None:
@@ -147,14 +190,17 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
                 "spectral_y_total": sy.total, "spectral_y_lateral": sy.lateral, "spectral_y_axial": sy.axial,
             })
         if y is not None and gt is not None:
-            row.update({"ssim_gt_mean": float(np.mean(ref_tabs["xy"][-1]["ssim"])),
-                        "psnr_gt": psnr(y, gt, data_range=L), "rmse_gt": rmse(y, gt),
-                        "pearson_gt": pearson(y, gt)})
+            sg = spectral_coverage(gt, noise_sigma=sx.noise_sigma)
+            for v, vol in (("x", r.x), ("y", y)):
+                row.update({f"ssim_{v}_gt_mean": float(np.mean(ref_tabs["xy"][-1][f"ssim_{v}_gt"])),
+                            f"psnr_{v}_gt": psnr(vol, gt, data_range=L), f"rmse_{v}_gt": rmse(vol, gt),
+                            f"pearson_{v}_gt": pearson(vol, gt)})
+            row.update({"spectral_gt_total": sg.total, "spectral_gt_lateral": sg.lateral, "spectral_gt_axial": sg.axial})
         per_roi.append(row)
 
     planes = _mean_table(plane_tabs)
-    order = ["plane", "plane_1based", "ssim_x_xf", "ssim_x_y", "ssim_y_xf", "fm_x", "fm_y", "piqe_x", "piqe_y",
-             "grad_x", "grad_y", "dom_x", "dom_y"]
+    order = ["plane", "plane_1based", "ssim_x_xf", "ssim_x_y", "ssim_y_xf", "fm_x", "fm_y", "fm_gt", "piqe_x", "piqe_y",
+             "piqe_gt", "grad_x", "grad_y", "grad_gt", "dom_x", "dom_y", "dom_gt"]
     planes = {k: planes[k] for k in order if k in planes}
     sections = {o: _mean_table(v) for o, v in sec_tabs.items()}
     reference = {o: _mean_table(v) for o, v in ref_tabs.items()} if has_gt else None
@@ -172,6 +218,7 @@ def evaluate_rois(rois: list[Roi], *, focal: int | None = None, fm_t: float = 10
     }
     if reference is not None:
         summary["reference_mean"] = {o: _col_means(t) for o, t in reference.items()}
+    summary["table"] = summary_rows(_summary_values(summary))
     return {
         "focal_plane": f,
         "focus_curve_x": curve,

@@ -7,7 +7,7 @@ Vertical sections: xz section at row j is V[:, j, :] (Z, X); yz section at colum
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -39,9 +39,19 @@ def focus_curve(volume: np.ndarray, measure: str = "gradient") -> np.ndarray:
     return np.array([fns[measure](p) for p in vol], dtype=np.float64)
 
 
-def focal_plane(volume: np.ndarray, measure: str = "gradient") -> int:
-    """Index (0-based) of the sharpest plane of a (Z, Y, X) stack by `focus_curve`."""
-    return int(np.argmax(focus_curve(volume, measure)))
+def focal_plane(volumes: np.ndarray | Sequence[np.ndarray], measure: str = "gradient") -> int:
+    """The in-focus plane (0-based): the argmax of `focus_curve` of a (Z, Y, X) stack, or of the mean
+    curve of several stacks with the same Z (the ROIs of one slide); the first plane on ties.
+
+    The one definition of zse: `zse evaluate` (the input's ROIs, or its whole stack) and `zse demo` (the
+    whole synthetic input slide) both call it (docs/metrics.md, "In-focus plane")."""
+    vols = [volumes] if isinstance(volumes, np.ndarray) else list(volumes)
+    if not vols:
+        raise InputError("focal_plane needs at least one (Z, Y, X) stack; got none")
+    curves = [focus_curve(v, measure) for v in vols]
+    if len({c.shape for c in curves}) != 1:
+        raise InputError(f"focal_plane: the stacks have different plane counts {sorted({len(c) for c in curves})}; they must be equal")
+    return int(np.argmax(np.mean(curves, axis=0)))
 
 
 def _data_range(vol: np.ndarray, data_range: float | None) -> float:

@@ -328,7 +328,7 @@ def test_engine_identity_output_and_ground_truth() -> None:
     rois = [M.Roi(name="a", x=v, y=v.copy(), gt=v.copy(), origin=(0, 0)), M.Roi(name="b", x=v, y=v.copy(), gt=v.copy())]
     res = M.evaluate_rois(rois, section_step=16, tile=32, overlap=8)
     assert res["focal_plane"] == 6 and res["summary"]["n_rois"] == 2 and len(res["per_roi"]) == 2
-    assert np.allclose(res["planes"]["ssim_x_y"], 1.0) and np.allclose(res["reference"]["xy"]["ssim"], 1.0)
+    assert np.allclose(res["planes"]["ssim_x_y"], 1.0) and np.allclose(res["reference"]["xy"]["ssim_y_gt"], 1.0)
     assert res["per_roi"][0]["hellinger"] == pytest.approx(0.0, abs=1e-7)
     assert res["per_roi"][1]["origin_y"] is None
     assert M.evaluate_rois(rois[:1], focal=3)["focal_plane"] == 3
@@ -340,6 +340,74 @@ def test_engine_identity_output_and_ground_truth() -> None:
         M.evaluate_rois([rois[0], M.Roi(name="c", x=v)])
     with pytest.raises(InputError, match="no output y"):
         M.evaluate_rois([M.Roi(name="d", x=v, gt=v)])
+
+
+def _mean_abs_gradient(plane: np.ndarray) -> float:
+    """Mean |∇I| from its definition (numpy central differences), independent of zse's implementation."""
+    gy, gx = np.gradient(plane.astype(np.float64))
+    return float(np.mean(np.hypot(gy, gx)))
+
+
+def test_focal_plane_of_several_stacks_is_the_argmax_of_their_mean_gradient_curve() -> None:
+    a = _stack(focus=3, nz=9)
+    b = np.clip(200 - (200 - _stack(focus=6, nz=9).astype(int)) * 2, 0, 255).astype(np.uint8)  # twice the contrast
+    curves = np.array([[_mean_abs_gradient(p) for p in v] for v in (a, b)])
+    expected = int(np.argmax(curves.mean(axis=0)))
+    assert M.focal_plane([a, b]) == expected and M.focal_plane(a) == int(np.argmax(curves[0])) == 3
+    assert expected != 3  # the pair's plane is not the first stack's: the mean curve decides
+    rois = [M.Roi(name="a", x=a), M.Roi(name="b", x=b)]
+    assert M.evaluate_rois(rois, section_step=16)["focal_plane"] == expected
+    with pytest.raises(InputError, match="different plane counts"):
+        M.focal_plane([a, a[:5]])
+
+
+def test_engine_reports_input_and_output_against_the_truth() -> None:
+    gt = _stack(focus=4, nz=7)
+    x = np.stack([_blur(p, 1.5) for p in gt])
+    res = M.evaluate_rois([M.Roi(name="a", x=x, y=gt.copy(), gt=gt)], section_step=16, tile=32, overlap=8)
+    ref = res["reference"]["xy"]
+    assert np.allclose(ref["ssim_y_gt"], 1.0) and np.all(ref["ssim_x_gt"] < 0.99)
+    rmse_x = [float(np.sqrt(np.mean((x[k].astype(float) - gt[k]) ** 2))) for k in range(7)]
+    assert np.allclose(ref["rmse_x_gt"], rmse_x, rtol=1e-12) and np.all(ref["rmse_y_gt"] == 0)
+    assert res["planes"]["grad_gt"].tolist() == res["planes"]["grad_y"].tolist()  # y is the truth
+    rows = {r["key"]: r for r in res["summary"]["table"]}
+    assert rows["ssim_truth"]["verdict"] == rows["rmse_truth"]["verdict"] == "better"
+    assert rows["sharpness"]["direction"] == "closer to truth" and rows["sharpness"]["verdict"] == "better"
+    assert rows["sharpness"]["truth"] == pytest.approx(np.mean([_mean_abs_gradient(p) for p in gt]), rel=1e-12)
+
+
+def test_summary_verdicts_by_direction_and_tolerance() -> None:
+    from zse.models.metrics.summary import BY_KEY, verdict
+
+    ssim, rmse, sharp, piqe = BY_KEY["ssim_truth"], BY_KEY["rmse_truth"], BY_KEY["sharpness"], BY_KEY["piqe"]
+    assert verdict(ssim, 0.50, 0.60) == ("higher is better", "better")
+    assert verdict(ssim, 0.60, 0.50) == ("higher is better", "worse")
+    assert verdict(ssim, 0.600, 0.604) == ("higher is better", "unchanged within ±0.005")
+    assert verdict(rmse, 10.0, 9.0) == ("lower is better", "better")
+    assert verdict(rmse, 10.0, 10.05)[1] == "unchanged within ±1%"  # 1% of 10 = 0.1
+    assert verdict(rmse, 100.0, 100.5)[1].startswith("unchanged") and verdict(rmse, 10.0, 10.5)[1] == "worse"
+    assert verdict(ssim, 0.9, 0.9, truth=1.0)[0] == "higher is better"  # comparisons with the truth keep their direction
+    # image measures with a truth: nearer the truth's value is better, overshooting it by more is worse
+    assert verdict(sharp, 5.0, 9.0, truth=10.0) == ("closer to truth", "better")
+    assert verdict(sharp, 5.0, 16.0, truth=10.0) == ("closer to truth", "worse")
+    assert verdict(sharp, 5.0, 9.0) == ("higher is better", "better")
+    assert verdict(piqe, 40.0, 20.0, truth=80.0) == ("lower is better", "better")  # PIQE: never a truth target
+    assert verdict(BY_KEY["psnr_truth"], float("inf"), float("inf"))[1].startswith("unchanged")
+    assert verdict(BY_KEY["psnr_truth"], 30.0, float("inf"))[1] == "better"
+    rows = M.summary_rows({"ssim_truth": {"input": 0.5, "output": 0.6}, "seam": {"input": float("nan"), "output": None}})
+    assert [r["key"] for r in rows] == ["ssim_truth"] and rows[0]["change"] == pytest.approx(0.1)
+    text = M.format_summary(rows)
+    assert text.splitlines()[0].split() == ["metric", "better", "if", "input", "output", "truth", "change", "verdict"]
+
+
+def test_every_summary_key_is_explained_in_docs_metrics_md() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    section = doc[doc.index("### The summary table"):]
+    for m in M.SUMMARY_METRICS:
+        assert f"| `{m.key}` | {m.words.split(' (')[0]}" in section, m.key
+    assert "### In-focus plane (one definition)" in doc
 
 
 # --- real data ----------------------------------------------------------------------------------------

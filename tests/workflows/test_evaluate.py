@@ -83,8 +83,8 @@ def test_ome_zarr_report_with_ground_truth(tmp_path: Path) -> None:
     assert d["summary"]["per_roi_mean"]["spectral_y_total"] > d["summary"]["per_roi_mean"]["spectral_x_total"]
     # full reference: y = truth + uniform noise in [-3, 3] (variance 4) → RMSE ≈ 2 (a little less: clipping)
     ref = d["reference"]["xy"]
-    assert len(ref["ssim"]) == NZ and all(1.7 < v < 2.1 for v in ref["rmse"])
-    assert all(v > 0.9 for v in ref["pearson"]) and len(d["reference"]["xz"]["ssim"]) == 32 // 8
+    assert len(ref["ssim_y_gt"]) == NZ and all(1.7 < v < 2.1 for v in ref["rmse_y_gt"])
+    assert all(v > 0.9 for v in ref["pearson_y_gt"]) and len(d["reference"]["xz"]["ssim_y_gt"]) == 32 // 8
     # ROIs: 3 distinct, seeded, inside the tissue (x < 64)
     origins = [(r["origin_y"], r["origin_x"]) for r in d["per_roi"]]
     assert len(set(origins)) == 3 and all(ox + 32 <= 64 + 16 for _, ox in origins)
@@ -154,6 +154,7 @@ class _InvertFactory:
     margin_px = 0
     input_zyx = None
     translation_equivariant = True
+    core_px = None
 
     def build(self, device: str):
         return lambda t: -t  # in [-1, 1]: v ↦ 255 − v for uint8
@@ -200,3 +201,141 @@ def test_real_npz_dataset_report(huron_dir: Path, tmp_path: Path) -> None:
     assert fm_x[14] > 3 * fm_x[0] and fm_x[14] > 3 * fm_x[-1]
     assert all(v == pytest.approx(1.0) for v in d["planes"]["ssim_x_y"])
     assert 0.9 < d["summary"]["per_roi_mean"]["seam_x"] < 1.1
+
+
+# ------------------------------------------------------------------ issue 14: the report a biologist reads
+
+DIRECTIONS = {"higher is better", "lower is better", "closer to truth"}
+
+
+def test_summary_table_first_with_directions_and_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truth = _truth(4)
+    x = _blurred(truth)
+    y = np.clip(truth.astype(int) + np.random.default_rng(5).integers(-2, 3, truth.shape), 0, 255).astype(np.uint8)
+    xi, yo, gt = _zarr(tmp_path / "x.zarr", x), _zarr(tmp_path / "y.zarr", y), _zarr(tmp_path / "gt.zarr", truth)
+    rep = tmp_path / "rep"
+    _run(["evaluate", xi, yo, "--ground-truth", gt, "--report", rep, "--section-step", 16, "--tile", 32, "--overlap", 8])
+    err = capsys.readouterr().err
+    rows = {r["key"]: r for r in _load(rep)["summary"]["table"]}
+    assert {"sharpness", "piqe", "ssim_truth", "ssim_truth_xz", "psnr_truth", "rmse_truth", "pearson_truth"} <= set(rows)
+    assert all(r["direction"] in DIRECTIONS and r["metric"] and r["verdict"] for r in rows.values())
+    # y is the truth plus ±2 noise, x the truth blurred: every comparison with the truth must favour y
+    for k in ("ssim_truth", "ssim_truth_xz", "ssim_truth_yz", "psnr_truth", "rmse_truth", "pearson_truth"):
+        assert rows[k]["verdict"] == "better", (k, rows[k])
+    assert rows["rmse_truth"]["direction"] == "lower is better" and rows["rmse_truth"]["output"] < rows["rmse_truth"]["input"]
+    assert rows["sharpness"]["direction"] == "closer to truth" and rows["sharpness"]["verdict"] == "better"
+    # input vs truth from its definition, on the whole stack (one ROI)
+    rmse_in = float(np.sqrt(np.mean((x.astype(float) - truth.astype(float)) ** 2)))
+    assert rows["rmse_truth"]["input"] == pytest.approx(rmse_in, rel=1e-12)
+    # index.html: the first table after the title is the summary, with the direction column
+    html = (rep / "index.html").read_text()
+    first = html[html.index("<table"):html.index("</table>")]
+    assert "better if" in first and "verdict" in first and "Similarity to truth, xy planes" in first
+    assert html.index("<table") < html.index("<img") and "docs/metrics.md" in html
+    # the same table is the first thing printed at the end of the run
+    lines = err.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("metric") and "better if" in ln)
+    assert any("Difference from truth (RMSE)" in ln and "better" in ln for ln in lines[head:])
+
+
+def test_identity_model_output_vs_truth_equals_input_vs_truth(tmp_path: Path) -> None:
+    truth = _truth(6)
+    x = _blurred(truth)
+    xi, gt = _zarr(tmp_path / "x.zarr", x), _zarr(tmp_path / "gt.zarr", truth)
+    rep = tmp_path / "rep"
+    _run(["evaluate", xi, "--model", "identity", "--ground-truth", gt, "--report", rep, "--section-step", 16])
+    d = _load(rep)
+    for o in ("xy", "xz", "yz"):
+        ref = d["reference"][o]
+        for m in ("ssim", "psnr", "rmse", "pearson"):
+            assert ref[f"{m}_x_gt"] == ref[f"{m}_y_gt"], (o, m)  # the identity's output is its input, exactly
+    assert ref["rmse_x_gt"][0] == pytest.approx(np.sqrt(np.mean((x[:, :, 0].astype(float) - truth[:, :, 0]) ** 2)), rel=1e-12)
+    rows = {r["key"]: r for r in d["summary"]["table"]}
+    for k in ("ssim_truth", "psnr_truth", "rmse_truth", "pearson_truth", "sharpness"):
+        assert rows[k]["input"] == rows[k]["output"] and rows[k]["change"] == 0
+        assert rows[k]["verdict"].startswith("unchanged within")
+    csv_head = (rep / "reference_xy.csv").read_text().splitlines()[0].split(",")
+    assert {"ssim_x_gt", "ssim_y_gt", "rmse_x_gt", "rmse_y_gt"} <= set(csv_head)
+
+
+def test_input_only_summary_has_no_verdicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    xi = _zarr(tmp_path / "x.zarr", _blurred(_truth(7)))
+    _run(["evaluate", xi, "--report", tmp_path / "rep", "--section-step", 16])
+    rows = _load(tmp_path / "rep")["summary"]["table"]
+    assert rows and all(r["output"] is None and r["verdict"] is None and r["change"] is None for r in rows)
+    assert not any(r["key"].endswith("truth") for r in rows)
+    assert "better if" in capsys.readouterr().err
+
+
+def test_gradient_histogram_plots_no_empty_bins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    from zse.workflows import report as R
+
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((np.asarray(args[0], dtype=float), np.asarray(args[1], dtype=float)))
+        return real_plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    edges = np.linspace(0.0, 8.0, 9)  # bin centres 0.5, 1.5, …, 7.5
+    hists = {"a": np.array([0.5, 0.0, 0.25, 0.0, 0.0, 0.125, 0.125, 0.0]), "b": np.array([0.0] * 7 + [1.0])}
+    R.plot_histograms(tmp_path / "h.png", edges, hists)
+    assert len(drawn) == 2
+    (xa, ya), (xb, yb) = drawn
+    assert xa.tolist() == [0.5, 2.5, 5.5, 6.5] and ya.tolist() == [0.5, 0.25, 0.125, 0.125]
+    assert xb.tolist() == [7.5] and yb.tolist() == [1.0]
+    # and in a report: every point drawn in gradient_hist.png is an observed (positive) density
+    drawn.clear()
+    monkeypatch.setattr(R, "plot_curves", lambda path, *a, **k: path)  # only the histogram figure is watched
+    xi = _zarr(tmp_path / "x.zarr", _blurred(_truth(8)))
+    _run(["evaluate", xi, xi, "--report", tmp_path / "rep", "--section-step", 16])
+    gh = _load(tmp_path / "rep")["gradient_histograms"]
+    assert any(v == 0 for v in gh["x (all planes)"])  # the data has empty bins …
+    assert drawn and all(np.all(y > 0) for _, y in drawn)  # … and none is drawn
+    assert sum(len(y) for _, y in drawn[:1]) == sum(v > 0 for v in gh["x (all planes)"])
+
+
+def test_orthoviews_stretch_z_to_the_voxel_aspect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zse.workflows import report as R
+
+    seen: list[dict] = []
+
+    def spy(path, volumes, focal, **kw):
+        seen.append({"shapes": [np.asarray(v).shape for v in volumes.values()], "focal": focal, **kw})
+        return path
+
+    monkeypatch.setattr(R, "plot_orthoview_columns", spy)
+    x = _blurred(_truth(9))
+    xi = write_volume(tmp_path / "x.zarr", x, voxel_size_um=(3.0, 0.5, 0.5), progress=False)
+    _run(["evaluate", xi, xi, "--report", tmp_path / "rep", "--section-step", 16])
+    assert len(seen) == 1 and seen[0]["z_aspect"] == pytest.approx(6.0)  # 3 µm planes over 0.5 µm pixels
+    assert seen[0]["shapes"] == [(NZ, NY, NX)] * 2 and seen[0]["focal"] == _load(tmp_path / "rep")["focal_plane"]
+
+
+def test_demo_and_evaluate_report_the_same_focal_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zse.models import metrics as M
+    from zse.pipeline.io.ngff import open_image
+    from zse.workflows import report as R
+
+    shown: list[int] = []
+    real = R.plot_orthoview_columns
+
+    def spy(path, volumes, focal, **kw):
+        shown.append(focal)
+        return real(path, volumes, focal, **kw)
+
+    monkeypatch.setattr(R, "plot_orthoview_columns", spy)
+    out = tmp_path / "demo"
+    _run(["demo", "--out", out, "--shape", "9,96,128", "--model", "identity"])
+    monkeypatch.setattr(R, "plot_orthoview_columns", real)
+    rep = tmp_path / "rep"
+    _run(["evaluate", out / "slide.ome.zarr", out / "enhanced.ome.zarr", "--report", rep, "--section-step", 32])
+    x = np.asarray(open_image(out / "slide.ome.zarr").levels[0][:])
+    # the sharpest plane by mean |∇I| from its definition (central differences), not from zse
+    grad = [float(np.mean(np.hypot(*np.gradient(p.astype(np.float64))))) for p in x]
+    sharpest = int(np.argmax(grad))
+    assert shown == [sharpest] and _load(rep)["focal_plane"] == sharpest == M.focal_plane(x)
+    assert sharpest != x.shape[0] // 2  # on this slide (seed 0) the middle plane is not the sharpest: the test can fail
