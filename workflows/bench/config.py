@@ -8,15 +8,19 @@ MONAI and the projection cover exactly the tiles `zse enhance` covers.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from zse.errors import ConfigError
 from zse.models.testing import ConvNetFactory, wrap_predictor
+from zse.workflows.bench.keys import JSON_KEYS
+
+__all__ = ["CLUSTERS", "JSON_KEYS", "STAGES", "BenchConfig", "bench_lattice", "enhance_default", "make_factory"]
 
 if TYPE_CHECKING:
     import torch
@@ -25,28 +29,33 @@ if TYPE_CHECKING:
     from zse.pipeline.infer import PredictorFactory
     from zse.pipeline.options import EnhanceOptions
 
-STAGES = ("model", "pipeline", "pipeline-inproc", "naive", "monai")
-JSON_KEYS = (
-    "device", "model", "tile", "overlap", "slide_shape", "model_only_tiles_per_s", "pipeline_tiles_per_s",
-    "naive_tiles_per_s", "monai_tiles_per_s", "peak_host_mem_bytes", "peak_device_mem_bytes", "versions",
-)
-"""Keys every `zse bench` JSON result has (the tests check them)."""
+STAGES = ("model", "pipeline", "pipeline-inproc", "naive", "monai", "host")
+CLUSTERS = ("local", "local-cuda")
+
+
+def enhance_default(name: str) -> Any:
+    """The default of a `zse.workflows.enhance.enhance` keyword (the bench's defaults are zse enhance's)."""
+    from zse.workflows.enhance import enhance
+
+    return inspect.signature(enhance).parameters[name].default
 
 
 class BenchConfig(BaseModel):
     """One bench run. shape: (Z, Y, X) voxels of the synthetic slide (unused with `input`); tile, overlap,
-    block (px) and batch_size (tiles): as `zse enhance`'s, None = its defaults; amp: None (fp32), "bf16"
-    or "fp16"; workers, threads_per_worker, gpu_tasks_per_worker: the Dask stage's local cluster;
-    repeat: timed repeats of the model-only stage; stages: a subset of STAGES; input: an OME-Zarr to
-    bench on instead of the synthetic slide."""
+    block (px) and batch_size (tiles): as `zse enhance`'s, None = its defaults (tile and overlap follow
+    the model: `resolved`); amp: None (fp32), "bf16" or "fp16"; cluster, workers, threads_per_worker,
+    gpu_tasks_per_worker: the Dask stage's cluster (`zse.workflows.cluster.open_client`; gpu_tasks_per_worker
+    defaults to zse enhance's --gpu-tasks); repeat: timed repeats of the model-only stage; stages: a subset
+    of STAGES; input: an OME-Zarr to bench on instead of the synthetic slide; host_shape: (Z, Y, X) of the
+    synthetic slide of the host stage (zse.workflows.bench.host; the input with `input`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     device: str = "cpu"
     model: str = "convnet"
     shape: tuple[int, int, int] = (29, 1024, 1024)
-    tile: int = 128
-    overlap: int = 32
+    tile: int | None = None
+    overlap: int | None = None
     block: int | None = None
     batch_size: int | None = None
     amp: str | None = None
@@ -55,10 +64,12 @@ class BenchConfig(BaseModel):
     seed: int = 0
     workers: int | None = None
     threads_per_worker: int | None = None
-    gpu_tasks_per_worker: int = 1
+    cluster: Literal["local", "local-cuda"] = "local"
+    gpu_tasks_per_worker: int = Field(default_factory=lambda: int(enhance_default("gpu_tasks")), ge=1)
     repeat: int = 3
     stages: tuple[str, ...] = STAGES
     input: Path | None = None
+    host_shape: tuple[int, int, int] = (29, 2048, 2048)
 
     def options(self) -> EnhanceOptions:
         """The enhance options of this run (zse.pipeline.options.make_options: the one validation)."""
@@ -71,14 +82,21 @@ class BenchConfig(BaseModel):
         """Tiles per model call: --batch-size or zse enhance's default for the device."""
         return self.options().resolved_batch()
 
+    def resolved(self, factory: PredictorFactory, shape_yx: tuple[int, int]) -> BenchConfig:
+        """This config with tile and overlap as zse enhance sets them for `factory` on a (Y, X) slide."""
+        lat = bench_lattice(shape_yx, self, factory)
+        return self.model_copy(update={"tile": lat.tile, "overlap": lat.overlap})
+
 
 def bench_lattice(shape_yx: tuple[int, int], cfg: BenchConfig, factory: PredictorFactory) -> Lattice:
-    """The tile lattice zse enhance uses for a (Y, X) slide with `cfg`'s tile and overlap and `factory`'s margin."""
+    """The tile lattice zse enhance uses for a (Y, X) slide with `cfg`'s tile and overlap (None: the model's
+    defaults, zse.pipeline.run.tile_for and lattice_params) and `factory`'s margin."""
     from zse.pipeline.geometry import Lattice
-    from zse.pipeline.run import lattice_params
+    from zse.pipeline.run import lattice_params, tile_for
 
-    overlap, margin = lattice_params(factory, cfg.options())
-    return Lattice(shape_yx=shape_yx, tile=cfg.tile, overlap=overlap, margin=margin)
+    opts = cfg.options()
+    overlap, margin = lattice_params(factory, opts, shape_yx)
+    return Lattice(shape_yx=shape_yx, tile=tile_for(factory, opts, shape_yx), overlap=overlap, margin=margin)
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,9 @@ class WrappedFactory:
     def translation_equivariant(self) -> bool:
         return self.inner.translation_equivariant
 
+    @property
+    def core_px(self) -> int | None:
+        return self.inner.core_px
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return wrap_predictor(self.inner.build(device), device, self.amp, self.channels_last)

@@ -116,7 +116,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "| stage | wall s | CPU s | tiles run/s | lattice tiles/s | Mvoxel/s | peak RSS (main / worker) | peak device mem |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    names = {"model": "(a) model only", "pipeline": "(b) zse enhance, Dask", "pipeline-inproc": "(b') zse enhance, in process",
+    names = {"model": "(a) model only", "pipeline": f"(b) zse enhance, Dask (--cluster {r.get('cluster', 'local')})",
+             "pipeline-inproc": "(b') zse enhance, in process",
              "naive": "(c) naive tile loop", "monai": "(d) MONAI sliding window"}
     for key, label in names.items():
         s = st.get(key)
@@ -130,6 +131,22 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {label} | {_fmt(s['wall_s'])} | {_fmt(s.get('cpu_s'))} | {_fmt(run)} | {_fmt(s['lattice_tiles_per_s'])} | "
                      f"{_fmt(s['voxels_per_s'] / 1e6)} | {_gib(s.get('peak_rss_main_bytes'))} / {_gib(s.get('peak_rss_worker_bytes'))} | "
                      f"{_gib(s.get('peak_device_mem_bytes'))} |")
+    h = r.get("host")
+    if h:
+        ms = h["stages_ms_per_tile"]
+        lines += ["", f"Host work per tile (zse.workflows.bench.host: zse enhance in process, identity model, one torch and one "
+                  f"zarr thread; slide {tuple(h['slide_shape'])}, tile {h['tile']}, overlap {h['overlap']}, block {h['block']}; "
+                  f"{h['tiles_run']} tiles run of {h['lattice_tiles']}): **{h['host_ms_per_tile']:.2f} ms per tile run** "
+                  f"({h['host_ms_per_lattice_tile']:.2f} per lattice tile; target ≤ 2.5), run {_fmt(h['wall_s'])} s wall, "
+                  f"{_fmt(h['cpu_s'])} CPU-s.", "",
+                  "| stage | " + " | ".join(ms) + " |", "|---" * (len(ms) + 1) + "|",
+                  "| ms per tile run | " + " | ".join(f"{v:.2f}" for v in ms.values()) + " |",
+                  "| of which system CPU, ms | " + " | ".join(
+                      f"{1000 * h.get('stages_sys_s', {}).get(k, 0.0) / max(1, h['tiles_run']):.2f}" if k != "other" else "–"
+                      for k in ms) + " |", "",
+                  "Host work = tissue + read + write + pyramid + markers + output; unit, blend and quantise run on the device "
+                  "on a GPU; other = the rest of the wall time."
+                  + (f" Timers not found: {', '.join(h['missing_timers'])}." if h.get("missing_timers") else "")]
     for key in ("pipeline-inproc", "pipeline"):
         s = st.get(key) or {}
         mb = s.get("block_memory_bound")

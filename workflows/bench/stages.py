@@ -1,11 +1,13 @@
 """The bench's measurements, each over the same slide and tile lattice (tile, stride = tile − overlap):
 
     model_only      tiles/s of the predictor alone on batches already on the device (after warm-up)
-    pipeline_stage  the enhance job (zse.workflows.enhance.enhance) in process (workers=0) or on a local
-                    Dask client opened here (client=), after warming the model where it runs
+    pipeline_stage  the enhance job (zse.workflows.enhance.enhance) in process (workers=0) or on a Dask
+                    client opened here as zse enhance opens it (`open_client`, --cluster local or
+                    local-cuda; passed as client=), after warming the model where it runs
     naive_stage     a Python loop over the lattice: read a tile, run the model, paste its centre (no blending)
     monai_stage     monai.inferers.sliding_window_inference (Gaussian blending) over zse's blocks
     io_rates        decode, encode and stored-file read MB/s (for the projection)
+    (host work per tile, with the identity model: zse.workflows.bench.host)
 
 Intensities go to the model range and back through zse.pipeline.intensity (to_unit, from_unit), for
 any dtype zse reads.
@@ -136,9 +138,10 @@ def warm_predictor(factory: PredictorFactory, device: str, nz: int, tile: int, b
 
 def pipeline_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg: BenchConfig, *,
                    use_dask: bool) -> dict[str, Any]:
-    """Run the enhance job once, timed, after warming the model where it will run: on a local Dask client
-    opened here (`use_dask`; passed as `client=`) or in this process (`workers=0`). The job's model check
-    runs one tile on the CPU here first; that predictor is warmed too, so the time is the run's steady state."""
+    """Run the enhance job once, timed, after warming the model where it will run: on a Dask client opened
+    here with `cfg.cluster` (`use_dask`; passed as `client=`) or in this process (`workers=0`). The job's
+    model check runs one tile on the CPU here first; that predictor is warmed too, so the time is the run's
+    steady state."""
     from zse.pipeline.io.ngff import open_image
     from zse.pipeline.run import plan_run
     from zse.workflows.cluster import open_client
@@ -150,7 +153,7 @@ def pipeline_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg
     lattice, tmap = plan.lattice, plan.tissue
     lattice_tiles = int(np.prod(lattice.counts()))
     unique_tissue = sum(tmap is None or tmap.tile_has_tissue(lattice, i, j) for i, j in lattice.all_tiles())
-    nz = source.meta.shape_zyx[0]
+    nz, tile = source.meta.shape_zyx[0], lattice.tile
     batch = opts.resolved_batch()
     res: dict[str, Any] = {"block": opts.resolved_block(), "batch": batch, "margin": lattice.margin, "blocks": len(plan.blocks),
                            "lattice_tiles": lattice_tiles, "tiles_run_unique": unique_tissue}
@@ -161,20 +164,21 @@ def pipeline_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg
         client = None
         if use_dask:
             client = stack.enter_context(open_client(device=cfg.device, workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
-                                                     gpu_tasks_per_worker=cfg.gpu_tasks_per_worker, dashboard_address="none",
-                                                     run_dir=str(out_path.parent / "dask")))
-            pids = client.run(warm_predictor, factory, cfg.device, nz, cfg.tile, batch)
+                                                     gpu_tasks_per_worker=cfg.gpu_tasks_per_worker, cluster=cfg.cluster,
+                                                     dashboard_address="none", run_dir=str(out_path.parent / "dask")))
+            pids = client.run(warm_predictor, factory, cfg.device, nz, tile, batch)
             info = client.scheduler_info()
             res["dask_workers"] = len(pids)
             res["dask_threads_per_worker"] = sorted({w.get("nthreads") for w in info.get("workers", {}).values()})
+            res["cluster"] = cfg.cluster
         else:
-            warm_predictor(factory, cfg.device, nz, cfg.tile, batch)
-        warm_predictor(factory, "cpu", nz, cfg.tile, 1)  # the model check of the job (zse.pipeline.run.check_model)
+            warm_predictor(factory, cfg.device, nz, tile, batch)
+        warm_predictor(factory, "cpu", nz, min(tile, 128), 1)  # the model check of the job (zse.pipeline.run.check_model)
         pids = [os.getpid(), *(client.run(os.getpid).values() if client is not None else [])]
         cpu0 = cpu_seconds(pids)
         with MemorySampler() as mem:
             t0 = time.perf_counter()
-            summary = enhance(source, out_path, factory, tile=cfg.tile, overlap=cfg.overlap, block=cfg.block,
+            summary = enhance(source, out_path, factory, tile=tile, overlap=lattice.overlap, block=cfg.block,
                               batch_size=cfg.batch_size, device=cfg.device, overwrite=True, progress=False,
                               workers=None if use_dask else 0, client=client)
             wall = time.perf_counter() - t0
@@ -187,6 +191,7 @@ def pipeline_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg
     voxels = summary.voxels
     res.update({
         "wall_s": wall,
+        "tile": summary.tile, "overlap": summary.overlap,  # as the job set them (the bench's must agree)
         "tiles_evaluated": summary.tiles_run,  # model inputs incl. tiles run by two blocks (block halos)
         "tiles_skipped": summary.tiles_skipped,
         "blocks_enhanced": summary.blocks_done,
@@ -234,11 +239,11 @@ def naive_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg: B
     src = open_image(in_path).levels[0]
     nz, ny, nx = src.shape
     lat = bench_lattice((ny, nx), cfg, factory)
-    s, core = lat.stride, cfg.tile - 2 * lat.margin
+    s, core = lat.stride, lat.tile - 2 * lat.margin
     dst = zarr.create_array(str(out_path), shape=src.shape, chunks=(nz, 256, 256), dtype=src.dtype, overwrite=True)
     predictor = factory.build(cfg.device)
     with torch.inference_mode():
-        predictor(tiles_input(1, nz, cfg.tile, cfg.device))  # warm-up
+        predictor(tiles_input(1, nz, lat.tile, cfg.device))  # warm-up
     cy, cx = lat.counts()
     cpu0 = cpu_seconds([os.getpid()])
     with MemorySampler() as mem:
@@ -291,15 +296,15 @@ def monai_stage(in_path: Path, out_path: Path, factory: PredictorFactory, cfg: B
         return predictor(x)
 
     with torch.inference_mode():
-        predictor(tiles_input(batch, nz, cfg.tile, cfg.device))  # warm-up
-    frac = cfg.overlap / cfg.tile
+        predictor(tiles_input(batch, nz, lat.tile, cfg.device))  # warm-up
+    frac = lat.overlap / lat.tile
     cpu0 = cpu_seconds([os.getpid()])
     with MemorySampler() as mem:
         t0 = time.perf_counter()
         for blk in blocks:
             x = _to_model(read_region(src, blk.read_box), cfg.device)
             with torch.inference_mode():
-                y = sliding_window_inference(x, roi_size=(nz, cfg.tile, cfg.tile), sw_batch_size=batch, predictor=counted,
+                y = sliding_window_inference(x, roi_size=(nz, lat.tile, lat.tile), sw_batch_size=batch, predictor=counted,
                                              overlap=(0.0, frac, frac), mode="gaussian", padding_mode="reflect")
             assert isinstance(y, torch.Tensor)
             w, r = blk.write_box, blk.read_box
