@@ -8,7 +8,7 @@ Writes FILE.json and FILE.md (machine, date, command, versions, one table per da
 Data (each a (Z, Y, X) array held in memory, written and read back whole):
   - "huron uint8": the real ROIs `trainB/*.npz` (arr_0 is (y, x, z) uint8, 128 × 128 × 29; README there)
     tiled into a square mosaic, z first; skipped with a note when the folder is absent;
-  - "synth uint8", "synth uint16": the x-scan of `zse synth --blur huron` (the preset closest to the real
+  - "synth uint8", "synth uint16": the z-scan of `zse synth --blur huron` (the preset closest to the real
     ROIs; zse.models.simulator.synth_dask, seed 0), computed in memory.
 
 Layout: what zse.pipeline.io.write.create_output makes for NGFF 0.5 (Zarr v3) with `--block 1024`:
@@ -128,12 +128,12 @@ def huron_mosaic(folder: Path, n_rois: int) -> np.ndarray | None:
 
 
 def synth_slide(shape: tuple[int, int, int], dtype: str, seed: int = 0) -> np.ndarray:
-    """The x-scan `zse synth --blur huron --dtype DTYPE --seed SEED` writes, (Z, Y, X), computed in memory."""
+    """The z-scan `zse synth --blur huron --dtype DTYPE --seed SEED` writes, (Z, Y, X), computed in memory."""
     import dask
 
     from zse.models.simulator import CELL_PX, preset_params, synth_dask
 
-    vol = synth_dask(shape, seed, "x-scan", dtype=dtype, params=preset_params("huron"), slab_px=CELL_PX)
+    vol = synth_dask(shape, seed, "z-scan", dtype=dtype, params=preset_params("huron"), slab_px=CELL_PX)
     with dask.config.set(scheduler="threads", num_workers=2):
         return np.asarray(vol.compute())
 

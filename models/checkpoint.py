@@ -235,6 +235,7 @@ class CheckpointFactory:
         self.margin_px: int | None = margin_from_meta(ck.get("margin_px"), self.path)
         self.translation_equivariant = bool_from_meta(ck.get("translation_equivariant"), "translation_equivariant", self.path)
         self.input_zyx: tuple[int | None, int | None, int | None] | None = None
+        self.core_px: int | None = None
         self.model_kind = str(ck["model_kind"])
         self.tile = dict(ck.get("tile", {}))
         if amp not in (None, "bf16"):

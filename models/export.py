@@ -434,6 +434,7 @@ class ExportedProgramFactory:
         ep, meta = _load(self.path)
         #: (Z, Y, X) the program accepts (None = any); `zse enhance` checks its tile against it
         self.input_zyx = check_program_signature(ep, self.path)
+        self.core_px: int | None = None
         self.name = name or Path(path).name
         self.checksum = sha256_file(self.path)
         self.margin_px: int | None = margin_from_meta(meta.get("margin_px"), self.path)

@@ -182,7 +182,7 @@ class PairSynthesiser:
 
     def image(self, mu: torch.Tensor, *, na: float, dz: float, section_um: float, i0: float, photons: float,
               read_noise: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Widefield x-scan (8-bit grey levels, float) and optical-section truth (float, not rounded) of
+        """Widefield z-scan (8-bit grey levels, float) and optical-section truth (float, not rounded) of
         μ (Z, L, L), both (Z, L, L)."""
         od, od_t = self.optical_density(mu, na=na, dz=dz, section_um=section_um)
         inten = i0 * torch.exp(-od.clamp(min=0.0))

@@ -81,6 +81,10 @@ class ConvNetFactory:
     def translation_equivariant(self) -> bool:
         return True  # convolutions only
 
+    @property
+    def core_px(self) -> int | None:
+        return None  # the pipeline's default tile
+
     def flops_per_voxel(self) -> int:
         chans = [1] + [self.width] * (self.layers - 1) + [1]
         return sum(2 * 27 * chans[k] * chans[k + 1] for k in range(self.layers))

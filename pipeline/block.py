@@ -4,15 +4,18 @@ read (with its halo, reflect-padded about the volume edges) → cut lattice tile
 the device → weighted accumulation (Merger) → quantise → write the block's own aligned region → mark done.
 
 Tiles are visited in row-major lattice order and every model call gets exactly `batch_size` tiles (the
-last batch is padded by repeating its last tile), so each tile's result, and each pixel's float sum, is
-the same whatever the block size.
+last batch is padded by repeating its last tile: a convolution's rounding may depend on the batch size),
+so each tile's result, and each pixel's float sum, is the same whatever the block size. A model whose
+cost is per tile skips the repeats (rl-deconv). The block's region of the first pyramid levels is
+written from the block in memory (`_write_levels`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,8 @@ class BlockTask:
 
     source_array, output_array: paths of the level-0 zarr arrays (axes zyx or czyx).
     tissue: for each tile of `block.tiles`, whether it contains tissue (False tiles are not run).
+    memory_levels: pyramid levels 1..memory_levels written from the block in memory, each to its own
+        aligned region (`zse.pipeline.io.write.OutputSpec.memory_levels`).
     """
 
     source_array: str
@@ -49,10 +54,43 @@ class BlockTask:
     device: str
     batch_size: int
     tissue: tuple[bool, ...]
+    memory_levels: int = 0
 
 
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
 _DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+WORKER_CORES_ENV = "ZSE_WORKER_CORES"
+"""Set by the cluster's worker plugin (zse.workflows.cluster.local.TorchThreads): the cores of one worker."""
+
+_RUNNING = 0
+_RUNNING_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def share_cores(device: str) -> Iterator[None]:
+    """A CPU block task runs with torch intra-op threads = the worker's cores / the block tasks running in
+    it when it starts (torch's setting is per OS thread, and each Dask task has its own), so that one
+    block alone (a small slide) uses every core and later ones share them. A no-op in process (no worker
+    plugin: torch's own setting stays) and on GPUs."""
+    global _RUNNING
+    try:
+        cores = int(os.environ.get(WORKER_CORES_ENV, "0"))
+    except ValueError:
+        cores = 0
+    if cores <= 0 or device != "cpu":
+        yield
+        return
+    with _RUNNING_GUARD:
+        _RUNNING += 1
+        torch.set_num_threads(max(1, cores // _RUNNING))
+    try:
+        yield
+    finally:
+        with _RUNNING_GUARD:
+            _RUNNING -= 1
+            torch.set_num_threads(max(1, cores // max(1, _RUNNING)))
 
 
 def device_lock(device: str) -> threading.Lock:
@@ -118,7 +156,7 @@ def predict_block(
         chunk = boxes[start : start + batch_size]
         batch = torch.stack([data[(slice(None), *b.slices(origin=read_box))] for b in chunk])
         pad = batch_size - len(chunk)
-        if pad:
+        if pad:  # every call the same batch size: per-tile results cannot depend on the block (see above)
             batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
         try:
             out = predictor(batch[:, None])
@@ -141,6 +179,11 @@ def predict_block(
 
 def process_block(task: BlockTask) -> dict[str, int | str]:
     """Run one block end to end; returns a small summary. Idempotent: rerunning rewrites the same shard."""
+    with share_cores(task.device):
+        return _process_block(task)
+
+
+def _process_block(task: BlockTask) -> dict[str, int | str]:
     src = _open(task.source_array, "r")
     dst = _open(task.output_array, "r+")
     block = task.block
@@ -148,9 +191,7 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
     wy, wx = block.write_box.slices()
     clear_region(dst, block.write_box)  # a torn shard from an interrupted write must not be merged into
     if not run_tiles:
-        dst[..., wy, wx] = read_region(src, block.write_box)
-        sync_region(dst, block.write_box)
-        mark_done(task.output_root, 0, block.index, "skipped")
+        _write_levels(task, read_region(src, block.write_box), "skipped")
         report_tiles(len(block.tiles))
         return {"state": "skipped", "tiles": 0, "tiles_skipped": len(block.tiles)}
     # Read only the union of the tiles we run (plus the write box, for copy-through pixels).
@@ -178,11 +219,33 @@ def process_block(task: BlockTask) -> dict[str, int | str]:
                 quantised = from_unit(values, task.dtype)
             results.append(quantised.cpu().numpy())
     out = np.stack(results) if raw.ndim == 4 else results[0]
-    dst[..., wy, wx] = out.astype(task.dtype, copy=False)
-    sync_region(dst, block.write_box)  # data durable before its marker
-    mark_done(task.output_root, 0, block.index, "done")
+    _write_levels(task, out.astype(task.dtype, copy=False), "done")
     report_tiles(len(block.tiles) - len(run_tiles))
     return {"state": "done", "tiles": len(run_tiles), "tiles_skipped": len(block.tiles) - len(run_tiles)}
+
+
+def _write_levels(task: BlockTask, level0: np.ndarray, state: str) -> None:
+    """Write the block's level-0 region (`level0`, (…, WY, WX) of the output dtype) and then, from it in
+    memory, its region of levels 1..task.memory_levels (2×2 means, `downsample_mean_yx`: the same values as
+    building each level from the one above on disk); each region is synced before its done-marker, so a
+    kill between two levels leaves the later ones to the pyramid stage."""
+    from zse.pipeline.pyramid import downsample_mean_yx
+
+    box = task.block.write_box
+    data = level0
+    for level in range(task.memory_levels + 1):
+        if level:
+            data = downsample_mean_yx(data)
+            y0, x0 = box.y0 >> level, box.x0 >> level  # block origins are multiples of 2^memory_levels
+            box_l = Box(y0, x0, y0 + data.shape[-2], x0 + data.shape[-1])
+        else:
+            box_l = box
+        dst = _open(output_arrays(task.output_root, level), "r+")
+        if level:
+            clear_region(dst, box_l)  # level 0's region was cleared before the model ran
+        dst[(..., *box_l.slices())] = data
+        sync_region(dst, box_l)  # data durable before its marker
+        mark_done(task.output_root, level, task.block.index, state if level == 0 else "done")
 
 
 def process_level_region(src_array: str, dst_array: str, output_root: str, level: int, index: tuple[int, int], box: Box) -> str:

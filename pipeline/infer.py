@@ -33,6 +33,9 @@ class PredictorFactory(Protocol):
             every axis is free (only exported programs with static dimensions fix any).
         translation_equivariant: True when the model is a pure convolution in y, x (no per-tile
             statistics): then tiled = untiled at the default overlap (the oracle tests).
+        core_px: None for the pipeline's default tile (128), or the core side (px, tile minus overlap)
+            the model runs best at when --tile is not given: FFT deconvolution, whose cost is per tile,
+            asks for large tiles (zse.pipeline.run.tile_for).
     """
 
     name: str
@@ -40,6 +43,7 @@ class PredictorFactory(Protocol):
     margin_px: int | None
     input_zyx: tuple[int | None, int | None, int | None] | None
     translation_equivariant: bool
+    core_px: int | None
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]: ...
 

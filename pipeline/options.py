@@ -11,6 +11,7 @@ from zse.pipeline.geometry import check_lattice
 from zse.pipeline.io.write import check_block
 
 SCHEMA_VERSION = 1
+DEFAULT_TILE = 128
 DEFAULT_BLOCK = {"cpu": 1024, "cuda": 2048}
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 
@@ -18,8 +19,9 @@ DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 class EnhanceOptions(BaseModel):
     """Options of one `zse enhance` run. Fields marked (output) change the result and enter the run hash.
 
-    tile, overlap, margin: lattice in pixels (output); overlap and margin None follow the model's
-        receptive radius (`zse.pipeline.run.lattice_params`). block: y-x side of one Dask task (changes the
+    tile, overlap, margin: lattice in pixels (output); None follow the model (`zse.pipeline.run.tile_for`,
+        `lattice_params`: tile DEFAULT_TILE, or larger for models with a preferred core; overlap and margin
+        from the receptive radius). block: y-x side of one Dask task (changes the
     storage layout, not the values). batch_size: tiles per model call. device: "cpu" or "cuda[:i]".
     ngff: output version. skip_background: copy blocks/tiles without tissue through (output).
     tissue_threshold: a low-resolution pixel is tissue when darker than (1 − t)·background (output).
@@ -28,7 +30,7 @@ class EnhanceOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
-    tile: int = 128
+    tile: int | None = None
     overlap: int | None = Field(None, ge=0)
     margin: int | None = Field(None, ge=0)
     block: int | None = None
@@ -57,7 +59,8 @@ def make_options(**kwargs: object) -> EnhanceOptions:
         raise ConfigError(f"invalid enhance option: {validation_message(exc)}") from None
     if not (opts.device == "cpu" or opts.device.startswith("cuda")):
         raise ConfigError(f"--device {opts.device!r} is invalid; valid: cpu, cuda, cuda:N")
-    check_lattice(opts.tile, opts.overlap, opts.margin if opts.overlap is not None else None)
+    if opts.tile is not None:
+        check_lattice(opts.tile, opts.overlap, opts.margin if opts.overlap is not None else None)
     if opts.block is not None:
         check_block(opts.block)
     return opts

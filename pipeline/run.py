@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
-from zse.pipeline.geometry import Block, Lattice, indexed_block_grid, make_blocks
+from zse.pipeline.geometry import TILE_MAX, TILE_MIN, Block, Lattice, indexed_block_grid, make_blocks
 from zse.pipeline.infer import PredictorFactory, get_predictor
 from zse.pipeline.io.chunks import check_chunks
 from zse.pipeline.io.ngff import SourceImage
@@ -44,7 +44,7 @@ from zse.pipeline.io.write import (
     write_target,
 )
 from zse.pipeline.lock import OutputLock
-from zse.pipeline.options import EnhanceOptions
+from zse.pipeline.options import DEFAULT_TILE, EnhanceOptions
 from zse.pipeline.plan import (
     TissueMap,
     check_resume,
@@ -96,7 +96,31 @@ DEFAULT_OVERLAP = 32
 """Overlap (px) for a model that does not declare its receptive radius."""
 
 
-def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[int, int]:
+def tile_for(factory: PredictorFactory, options: EnhanceOptions, shape_yx: tuple[int, int] | None = None) -> int:
+    """The tile side (px) of a run: --tile where given; else `DEFAULT_TILE` (128), or, for a model that
+    declares a preferred core (`core_px`: FFT deconvolution, whose cost is per tile and whose tiles are
+    best large), core + overlap with the core no larger than the volume's larger side (`shape_yx`),
+    within `TILE_MAX`. The block size plays no part: the output never depends on it (a block smaller
+    than the core only costs tiles computed by more than one block)."""
+    if options.tile is not None:
+        return options.tile
+    if factory.core_px is None:
+        return DEFAULT_TILE
+    core = min(int(factory.core_px), max(shape_yx) if shape_yx else TILE_MAX)
+    return max(TILE_MIN, min(core + _overlap(factory, options, tile=None), TILE_MAX))
+
+
+def batch_for(factory: PredictorFactory, options: EnhanceOptions) -> int:
+    """Tiles per model call: --batch-size where given; else 1 for a model with a preferred large core
+    (`core_px`: an FFT deconvolution runs its tiles one at a time anyway, and progress then moves tile by
+    tile), else the device's default (`EnhanceOptions.resolved_batch`)."""
+    if options.batch_size is None and factory.core_px is not None:
+        return 1
+    return options.resolved_batch()
+
+
+def lattice_params(factory: PredictorFactory, options: EnhanceOptions,
+                   shape_yx: tuple[int, int] | None = None) -> tuple[int, int]:
     """(overlap, margin) of a run: the options' values where given, else the defaults that follow the model.
 
     A model that declares its receptive radius r (`margin_px`) gets margin = r rounded up to a multiple
@@ -105,19 +129,25 @@ def lattice_params(factory: PredictorFactory, options: EnhanceOptions) -> tuple[
     result then equals the model applied to the whole volume (for tiles that are a multiple of the
     network's period: 128 is, for every registry model). Where 2·margin does not fit in the tile
     (or the model declares nothing), overlap = the largest such value below the tile, resp. 32, and
-    margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given.
+    margin = min(r, overlap/2). An explicit --overlap or --margin is kept as given. The tile is
+    `tile_for(factory, options, shape_yx)`.
     """
-    tile = options.tile
-    r = factory.margin_px
-    if options.overlap is not None:
-        overlap = options.overlap
-    elif r is None:
-        overlap = min(DEFAULT_OVERLAP, tile - 8)
-    else:
-        overlap = min(2 * phase_aligned(int(r)), 8 * ((tile - 1) // 8))
+    overlap = _overlap(factory, options, tile=tile_for(factory, options, shape_yx))
     if options.margin is not None:
         return overlap, options.margin
     return overlap, default_margin(factory, overlap)
+
+
+def _overlap(factory: PredictorFactory, options: EnhanceOptions, *, tile: int | None) -> int:
+    """--overlap where given, else what follows the model's radius (see `lattice_params`); `tile` None:
+    not limited by a tile (the tile is then sized around the overlap)."""
+    r = factory.margin_px
+    if options.overlap is not None:
+        return options.overlap
+    limit = 10**9 if tile is None else 8 * ((tile - 1) // 8)
+    if r is None:
+        return DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile - 8)
+    return min(2 * phase_aligned(int(r)), limit)
 
 
 def phase_aligned(radius_px: int, period: int = 4) -> int:
@@ -155,8 +185,8 @@ def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOpt
     """Stage 1: lattice, blocks, run record and output layout for `source` with `options`; the tissue map
     too when `tissue` and the options skip background (it reads a low-resolution level of the input)."""
     shape_yx = (int(source.meta.shape[-2]), int(source.meta.shape[-1]))
-    overlap, margin = lattice_params(factory, options)
-    tile = options.tile
+    overlap, margin = lattice_params(factory, options, shape_yx)
+    tile = tile_for(factory, options, shape_yx)
     lattice = Lattice(shape_yx=shape_yx, tile=tile, overlap=overlap, margin=margin)
     blocks = make_blocks(lattice, options.resolved_block())
     record = run_record(
@@ -186,7 +216,9 @@ def check_output_location(source: SourceImage, out_path: Path) -> None:
 
 def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> None:
     """Build the model here on the CPU and run it on one tile before anything is written, so that an unusable
-    model (wrong checkpoint, a program that changes the shape, …) fails without touching OUT."""
+    model (wrong checkpoint, a program that changes the shape, …) fails without touching OUT. A model that
+    takes any y-x size is tried on a tile of at most `DEFAULT_TILE` (a 640-px FFT deconvolution would
+    cost as much as a third of a small slide)."""
     import torch
 
     fixed = factory.input_zyx  # exported programs with static spatial dimensions
@@ -195,6 +227,9 @@ def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> No
         raise ConfigError(f"model {factory.name} accepts tiles (Z, Y, X) = {tuple('any' if f is None else f for f in fixed)}, "
                           f"but this run gives {want} (Z from the input, --tile {tile}); match --tile (and the plane count) "
                           "or export the model with dynamic spatial dimensions")
+    if fixed is None or (fixed[1] is None and fixed[2] is None):
+        side = min(tile, DEFAULT_TILE)
+        want = (want[0], side, side)
     predictor = get_predictor(factory, "cpu")
     x = torch.zeros((1, 1, *want), dtype=torch.float32)
     with torch.inference_mode():
@@ -219,9 +254,11 @@ def verify_done(out_path: Path, spec: OutputSpec) -> list[str]:
     for level, shape in enumerate(spec.shapes):
         arr = group[str(level)]
         states = done_states(out_path, level)
-        boxes = dict(indexed_block_grid(shape[-2:], spec.block))
+        boxes = dict(indexed_block_grid(shape[-2:], spec.level_block(level)))
         now_redo: set[tuple[int, int]] = set(boxes) - set(states)
-        from_redo = {(r // 2, c // 2) for r, c in redo}
+        # region r of the level above covers this level's regions r·side_above / (2·side) (// for the index)
+        k = 2 * spec.level_block(level) // spec.level_block(level - 1) if level else 1
+        from_redo = {(r // k, c // k) for r, c in redo}
         for index in states:
             parent_redo = index in from_redo
             problem = None if parent_redo or index not in boxes else region_is_whole(arr, boxes[index])  # type: ignore[arg-type]
@@ -371,7 +408,7 @@ def is_finished(out_path: Path, plan: RunPlan) -> bool:
 
     zse_attrs = dict(zarr.open_group(str(out_path), mode="r").attrs).get("zse")
     return (isinstance(zse_attrs, dict) and zse_attrs.get("status") == "complete"
-            and all(len(done_states(out_path, lv)) == len(indexed_block_grid(sh[-2:], plan.spec.block))
+            and all(len(done_states(out_path, lv)) == len(indexed_block_grid(sh[-2:], plan.spec.level_block(lv)))
                     for lv, sh in enumerate(plan.spec.shapes)))
 
 
@@ -389,7 +426,8 @@ def run_level0(source: SourceImage, out_path: Path, factory: PredictorFactory, o
     tasks = [
         (BlockTask(source_array=src_array, output_array=output_arrays(out_path, 0), output_root=str(out_path), block=b,
                    lattice=lattice, dtype=plan.spec.meta.dtype, factory=factory, device=options.device,
-                   batch_size=options.resolved_batch(), tissue=tuple(tissue_of[t] for t in b.tiles)),)
+                   batch_size=batch_for(factory, options), tissue=tuple(tissue_of[t] for t in b.tiles),
+                   memory_levels=plan.spec.memory_levels),)
         for b in pending
     ]
 
@@ -406,12 +444,15 @@ def run_level0(source: SourceImage, out_path: Path, factory: PredictorFactory, o
 
 
 def run_pyramid(out_path: Path, plan: RunPlan, result: EnhanceResult, *, client: Any, resume: bool, progress: bool) -> None:
-    """Stage 4: levels 1.. from the previous level, one aligned region per task, level by level."""
+    """Stage 4: levels 1.. from the previous level, one aligned region per task, level by level: the regions
+    the level-0 tasks did not already write from their blocks in memory (`OutputSpec.memory_levels`; all of
+    them unless a run was killed in between), then every region of the later levels."""
     spec = plan.spec
     for level in range(1, len(spec.shapes)):
-        done_l = done_states(out_path, level) if resume else {}
+        done_l = done_states(out_path, level) if resume or level <= spec.memory_levels else {}
         argsets = [(output_arrays(out_path, level - 1), output_arrays(out_path, level), str(out_path), level, index, box)
-                   for index, box in indexed_block_grid(spec.shapes[level][-2:], spec.block) if index not in done_l]
+                   for index, box in indexed_block_grid(spec.shapes[level][-2:], spec.level_block(level))
+                   if index not in done_l]
         result.pyramid_tasks += len(argsets)
         _gather(client, process_level_region, argsets, desc=f"pyramid level {level}", progress=progress, resources=None,
                 on_result=lambda _: None)

@@ -49,7 +49,7 @@ def demo(out_dir: Path, shape: str, seed: int, model: str | None, device: str, w
     model_spec = model or best_model()
     enhanced = out_dir / "enhanced.ome.zarr"
     click.echo(f"2/3 enhancing with {model_spec} on a local Dask cluster ({workers} worker(s), {device}) -> {enhanced}", err=True)
-    summary = enhance(slide, enhanced, model_spec, device=device, block=256, workers=workers, overwrite=True,
+    summary = enhance(slide, enhanced, model_spec, device=device, workers=workers, overwrite=True,
                       provenance={"command": "zse demo"})
     source = open_image(slide)
     for line in summary.lines():

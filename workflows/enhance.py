@@ -29,7 +29,7 @@ def enhance(
     out: str | Path,
     model: str | PredictorFactory | None = None,
     *,
-    tile: int = 128,
+    tile: int | None = None,
     overlap: int | None = None,
     margin: int | None = None,
     block: int | None = None,
@@ -61,7 +61,7 @@ def enhance(
         model: registry name (`zse models`), zse checkpoint (.pt), exported program (.pt2) or a
             PredictorFactory; None: the best bundled model.
         tile, overlap, margin, block, batch_size, ngff, skip_background, tissue_threshold: as the CLI's
-            flags (`zse enhance --help`); overlap and margin None follow the model's receptive radius.
+            flags (`zse enhance --help`); tile, overlap and margin None follow the model.
         device: "cpu", "cuda" or "cuda:N" (refused where no GPU is visible).
         workers: 0 runs every block in this process without Dask; None or N ≥ 1 opens a cluster for the
             run (local: N worker processes, default 1 on CPU, one per GPU) unless `client` is given.
@@ -123,11 +123,11 @@ def dashboard_link(client: Any) -> str | None:
 @click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--model", "model", default=None, help="Registry name (see `zse models`), zse checkpoint (.pt) or exported program (.pt2). Default: the best bundled model.")
-@click.option("--tile", default=128, show_default=True, help="Tile side in pixels (y, x); tiles span all z planes.")
+@click.option("--tile", type=int, default=None, help="Tile side in pixels (y, x); tiles span all z planes (default 128; rl-deconv 640 = a 512-px core plus its 128-px overlap, less on a smaller slide: its FFT cost is per tile, so large tiles waste less).")
 @click.option("--overlap", type=int, default=None, help="Pixels shared by neighbouring tiles (default: twice the model's receptive radius, rounded up to a multiple of 8, so the tiled result equals the untiled one; 32 for a model that does not declare its radius).")
 @click.option("--margin", type=int, default=None, help="Zero-weight pixels at each tile edge (default: the model's receptive radius, at most overlap/2).")
 @click.option("--block", type=int, default=None, help="y-x side of one Dask task and output shard (default 1024 on CPU, 2048 on GPU).")
-@click.option("--batch-size", type=int, default=None, help="Tiles per model call (default 4 on CPU, 16 on GPU; halves itself on GPU out-of-memory).")
+@click.option("--batch-size", type=int, default=None, help="Tiles per model call (default 4 on CPU, 16 on GPU, 1 for rl-deconv; halves itself on GPU out-of-memory).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1 on CPU, one per GPU). 0 runs every block in this process, without Dask.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--ngff", type=click.Choice(["0.5", "0.4"]), default="0.5", show_default=True, help="Output OME-Zarr version (0.4 for QuPath, MoBIE, Fiji).")

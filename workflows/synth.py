@@ -66,7 +66,7 @@ def write_synth(
     overwrite: bool = False,
     progress: bool = True,
 ) -> None:
-    """Write the x-scan (and optionally its ground truth) of `zse.models.simulator.synthesize` as OME-Zarr.
+    """Write the z-scan (and optionally its ground truth) of `zse.models.simulator.synthesize` as OME-Zarr.
 
     shape_zyx: (Z, Y, X), Z ≥ 3; seed ≥ 0; dtype uint8 or uint16; blur: a `BLUR_PRESETS` name (None =
     "standard"), with `na` and `z_step` (µm in the sample) replacing the preset's values when given;
@@ -83,7 +83,7 @@ def write_synth(
     params = preset_params(blur, na=na, z_step_um=z_step, voxel_size_um=voxel_size_um)
     if ground_truth is not None and Path(ground_truth).resolve() == Path(out).resolve():
         raise ConfigError(f"--ground-truth {ground_truth} is the same path as OUT; give a different path")
-    targets: list[tuple[str, Path]] = [("x-scan", Path(out))]
+    targets: list[tuple[str, Path]] = [("z-scan", Path(out))]
     if ground_truth is not None:
         targets.append(("ground-truth", Path(ground_truth)))
     import dask
@@ -97,3 +97,7 @@ def write_synth(
                          ngff=ngff, attrs=attrs, overwrite=overwrite, progress=progress)
         if progress:
             click.echo(f"wrote {kind} {shape_zyx} {dtype} to {path}", err=True)
+    if progress:
+        click.echo(f"voxel size z,y,x {', '.join(f'{v:g}' for v in voxel_size_um)} µm (the metadata: the stage's step between "
+                   f"planes); focal step in the sample {params.z_step_um:g} µm (the optics: with a dry objective on "
+                   "tissue of higher refractive index the focus moves further in the sample than the stage does)", err=True)

@@ -22,6 +22,7 @@ class IdentityFactory:
     margin_px: int | None = 0
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = True
+    core_px: int | None = None
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return _identity

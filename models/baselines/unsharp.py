@@ -86,6 +86,7 @@ class UnsharpFactory:
     margin_px: int | None = field(init=False)
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = True
+    core_px: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.sigma_px, int | float) and math.isfinite(self.sigma_px) and self.sigma_px > 0):

@@ -4,7 +4,7 @@
   the checks of shapes, seeds and dtypes;
 - `phantom`: the tissue (`phantom_mu`: absorption μ of neurons, glia, fibres and neuropil in a section
   with soft faces), deterministic per global cell of `CELL_PX` pixels;
-- `formation`: the widefield x-scan and the optical-section truth of μ through `zse.models.optics`
+- `formation`: the widefield z-scan and the optical-section truth of μ through `zse.models.optics`
   (`synthesize`, `synthesize_region`, `synth_dask`, `psf_attrs`, `synth_attrs`);
 - `stats`: statistics for comparing synthetic with real stacks (`volume_stats`, `sharpness_curve`).
 

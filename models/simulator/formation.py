@@ -1,4 +1,4 @@
-"""Image formation of the synthetic z-scans: the widefield x-scan and its optical-section ground truth
+"""Image formation of the synthetic z-scans: the widefield z-scan and its optical-section ground truth
 from the phantom's absorption μ (`zse.models.simulator.phantom`), in memory or as a lazy dask array.
 
 X-scan (per plane k at defocus (k − z')·z_step): OD_k = Σ_z' (h_{k−z'} ∗ μ_{z'})·z_step with the scalar
@@ -11,7 +11,7 @@ Ground truth: an optical section of the same μ at every plane — what a confoc
 OD_k = ``section_um`` · (h_conf ∗ μ)_k with h_conf the confocal-like PSF of
 `zse.models.optics.confocal_psf_zyx` (the 1.3-NA oil widefield PSF squared, ±3 planes, summing to 1),
 so each plane shows only the structures at its own depth, in focus, nothing above or below the tissue,
-and an in-slice plane carries about the column's mean OD (the x-scan's). No noise. A widefield truth
+and an in-slice plane carries about the column's mean OD (the z-scan's). No noise. A widefield truth
 (even at NA 1.3) would keep every plane's out-of-focus light: the input's SSIM to it was ≈ 0.95, so no
 method could be told apart; against this truth the input scores ≈ 0.55 on in-slice planes (headroom).
 
@@ -59,20 +59,20 @@ class _Kernel:
 
 @lru_cache(maxsize=8)
 def _kernel(kind: str, n_z: int, params: SynthParams) -> _Kernel:
-    """The x-scan's widefield PSF (every plane sums to 1; OD = z_step · Σ planes) or the truth's
+    """The z-scan's widefield PSF (every plane sums to 1; OD = z_step · Σ planes) or the truth's
     optical-section PSF (the 3-D kernel sums to 1; OD = section thickness · local mean μ)."""
     px = params.voxel_size_um[2]
-    if kind == "x-scan":
+    if kind == "z-scan":
         na, n, half_z = params.na, params.refractive_index, n_z - 1
     else:
         na, n, half_z = params.truth_na, params.truth_refractive_index, min(n_z - 1, optics.CONFOCAL_HALF_Z)
     r = optics.psf_lateral_radius_px(
         half_z * params.z_step_um, na=na, refractive_index=n, wavelength_um=params.wavelength_um, pixel_um=px
     )
-    make = optics.widefield_psf_zyx if kind == "x-scan" else optics.confocal_psf_zyx
+    make = optics.widefield_psf_zyx if kind == "z-scan" else optics.confocal_psf_zyx
     psf = make((2 * half_z + 1, 2 * r + 1, 2 * r + 1), (params.z_step_um, px, px), na=na,
                wavelength_um=params.wavelength_um, refractive_index=n)
-    scale = params.z_step_um if kind == "x-scan" else params.section_um
+    scale = params.z_step_um if kind == "z-scan" else params.section_um
     return _Kernel(radius=r, half_z=half_z, psf=psf, scale_um=scale)
 
 
@@ -92,9 +92,9 @@ def _kernel_fft(kind: str, n_z: int, params: SynthParams) -> tuple[np.ndarray, t
 
 
 def psf_attrs(kind: str, params: SynthParams) -> dict[str, Any]:
-    """JSON-ready description of the PSF that forms `kind` ("x-scan": widefield; "ground-truth": the
+    """JSON-ready description of the PSF that forms `kind` ("z-scan": widefield; "ground-truth": the
     confocal-like optical section), as `zse synth` records it in its outputs' metadata."""
-    if kind == "x-scan":
+    if kind == "z-scan":
         na, n = params.na, params.refractive_index
     else:
         na, n = params.truth_na, params.truth_refractive_index
@@ -102,7 +102,7 @@ def psf_attrs(kind: str, params: SynthParams) -> dict[str, Any]:
     desc = optics.psf_description(
         na=na, wavelength_um=params.wavelength_um, refractive_index=n, voxel_size_um=(params.z_step_um, px, px)
     )
-    if kind != "x-scan":
+    if kind != "z-scan":
         desc.update(model="confocal-optical-section (widefield PSF squared, ±3 planes)",
                     normalisation=f"kernel sums to 1; OD = {params.section_um} µm (section thickness) x local mean absorption")
     return desc
@@ -125,7 +125,7 @@ def _to_intensity(od: np.ndarray, kind: str, params: SynthParams, dtype: np.dtyp
     top = float(np.iinfo(dtype).max)
     i0 = params.background * top
     inten = i0 * np.exp(-od.astype(np.float64))
-    if kind == "x-scan" and noise is not None:
+    if kind == "z-scan" and noise is not None:
         gain = i0 / params.photons  # grey levels per electron
         read = params.read_noise * top / 255.0
         inten = inten + np.sqrt(inten * gain + read * read) * noise
@@ -167,7 +167,7 @@ def synthesize_region(
             ys, ye = max(y0, gy0), min(y1, gy0 + CELL_PX)
             xs, xe = max(x0, gx0), min(x1, gx0 + CELL_PX)
             noise = None
-            if "x-scan" in kinds:
+            if "z-scan" in kinds:
                 rng = cell_rng(seed, cy, cx, STREAM_NOISE)
                 noise = rng.standard_normal((n_z, CELL_PX, CELL_PX), dtype=np.float32)
             for k in kinds:
@@ -217,7 +217,7 @@ def synthesize(
             reg = (y0, x0, min(ny, y0 + slab_px), min(nx, x0 + slab_px))
             parts = synthesize_region(shape, seed, reg, dtype=dt, params=params)
             sl = (slice(None), slice(reg[0], reg[2]), slice(reg[1], reg[3]))
-            xs[sl] = parts["x-scan"]
+            xs[sl] = parts["z-scan"]
             gt[sl] = parts["ground-truth"]
     return xs, gt
 
@@ -231,7 +231,7 @@ def synth_dask(
     params: SynthParams | None = None,
     slab_px: int = 512,
 ) -> Any:
-    """Lazy dask array (Z, Y, X) of one kind ("x-scan" or "ground-truth"), one slab per block."""
+    """Lazy dask array (Z, Y, X) of one kind ("z-scan" or "ground-truth"), one slab per block."""
     import dask.array as da
 
     shape = check_shape(shape_zyx)
@@ -259,7 +259,7 @@ def synth_attrs(kind: str, seed: int, shape_zyx: Sequence[int], blur: str | None
     return {
         "seed": seed,
         "shape": list(shape_zyx),
-        "na": params.na if kind == "x-scan" else params.truth_na,
+        "na": params.na if kind == "z-scan" else params.truth_na,
         "z_step_um": params.z_step_um,
         "blur": blur or "standard",
         "psf": psf_attrs(kind, params),

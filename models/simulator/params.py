@@ -23,7 +23,7 @@ from zse.models import optics
 CELL_PX = 256
 """Side (pixels) of the global cells that own random numbers and of the per-cell convolution windows."""
 
-KINDS = ("x-scan", "ground-truth")
+KINDS = ("z-scan", "ground-truth")
 """What can be rendered: the widefield z-scan and its optical-section ground truth."""
 
 BLUR_PRESETS: dict[str, tuple[float, float]] = {

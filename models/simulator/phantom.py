@@ -34,7 +34,7 @@ from zse.models.simulator.params import CELL_PX, SynthParams
 # random-number streams of a cell (the last entry of its SeedSequence)
 STREAM_OBJECTS = 1
 STREAM_TEXTURE = 2
-STREAM_NOISE = 3  # the x-scan's detector noise (zse.models.simulator.formation)
+STREAM_NOISE = 3  # the z-scan's detector noise (zse.models.simulator.formation)
 STREAM_PATCHES = 4
 STREAM_SECTION = 5
 

@@ -7,8 +7,10 @@ Layout of an output written by zse (NGFF 0.5 by default, 0.4 on request):
     OUT/.zse/            run record and per-block done markers (see zse.pipeline.plan)
 
 Chunks are (1 channel,) Z × 256 × 256 (whole z columns: what a tile reads); on 0.5, shards are
-Z × block × block, the unit one task writes. On 0.4 (no shards) the block is a multiple of the chunk.
-Either way no two tasks ever write the same chunk or shard.
+Z × block × block at level 0, the unit one task writes, and Z × block/2^l × block/2^l at the levels l that
+the same task writes from its block in memory (`OutputSpec.memory_levels`); Z × block × block below. On
+0.4 (no shards) the block is a multiple of the chunk. Either way no two tasks ever write the same chunk
+or shard.
 
 Until `finalize_output` runs, the group carries no OME multiscales metadata and `zse.status` is
 "incomplete": an interrupted write is never a valid image, and `zse info` says so.
@@ -91,12 +93,29 @@ class OutputSpec:
         lead = (1,) * (len(shape) - 3)
         return (*lead, shape[-3], *c)
 
-    def shards_for(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    @property
+    def memory_levels(self) -> int:
+        """How many levels after 0 a level-0 block task writes from its block still in memory: the levels l
+        where block / 2^l is still a multiple of the chunk side (1024-px blocks, 256-px chunks: levels 1
+        and 2). Level l's regions (and shards) are then block / 2^l px, the image of one level-0 block, so
+        no two tasks ever write the same shard of any level. Later levels are built from the level above."""
+        n = 0
+        while n + 1 < len(self.shapes) and self.block % (self.chunk << (n + 1)) == 0:
+            n += 1
+        return n
+
+    def level_block(self, level: int) -> int:
+        """The y-x side (px of that level) of one task's write region, and of one shard, at pyramid `level`:
+        block / 2^level for level 0 and the `memory_levels`, else block."""
+        return self.block >> level if level <= self.memory_levels else self.block
+
+    def shards_for(self, shape: tuple[int, ...], level: int = 0) -> tuple[int, ...] | None:
         if self.ngff == "0.4":
             return None
         chunks = self.chunks_for(shape)
-        sy = -(-min(self.block, shape[-2]) // chunks[-2]) * chunks[-2]
-        sx = -(-min(self.block, shape[-1]) // chunks[-1]) * chunks[-1]
+        side = self.level_block(level)
+        sy = -(-min(side, shape[-2]) // chunks[-2]) * chunks[-2]
+        sx = -(-min(side, shape[-1]) // chunks[-1]) * chunks[-1]
         return (*chunks[:-2], sy, sx)
 
 
@@ -138,7 +157,7 @@ def create_output(path: str | Path, spec: OutputSpec, *, overwrite: bool = False
             name=str(level), shape=shape, dtype=spec.meta.dtype, chunks=spec.chunks_for(shape), fill_value=0,
         )
         if zarr_format == 3:
-            kwargs.update(shards=spec.shards_for(shape), compressors=[_compressor(spec.ngff)], dimension_names=list(spec.meta.axes))
+            kwargs.update(shards=spec.shards_for(shape, level), compressors=[_compressor(spec.ngff)], dimension_names=list(spec.meta.axes))
         else:
             kwargs.update(compressors=_compressor(spec.ngff), chunk_key_encoding={"name": "v2", "separator": "/"})
         group.create_array(**kwargs)
@@ -363,7 +382,7 @@ def level_tasks(spec: OutputSpec) -> list[tuple[int, Box]]:
     """(level, write box) for every pyramid level after 0, level by level, aligned to that level's shards."""
     tasks: list[tuple[int, Box]] = []
     for level, shape in enumerate(spec.shapes[1:], start=1):
-        tasks.extend((level, box) for box in block_grid(shape[-2:], spec.block))
+        tasks.extend((level, box) for box in block_grid(shape[-2:], spec.level_block(level)))
     return tasks
 
 
@@ -372,7 +391,7 @@ def write_pyramid(group: zarr.Group, spec: OutputSpec, *, progress: bool = True,
     """Build levels 1.. from level 0 in this process (threads), level by level."""
     for level in range(1, len(spec.shapes)):
         src, dst = group[str(level - 1)], writable(group[str(level)])
-        boxes = block_grid(spec.shapes[level][-2:], spec.block)
+        boxes = block_grid(spec.shapes[level][-2:], spec.level_block(level))
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(write_level_region, [src] * len(boxes), [dst] * len(boxes), boxes):
                 if on_task:

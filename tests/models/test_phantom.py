@@ -34,14 +34,14 @@ def test_independent_of_slab_size_and_a_crop_of_a_larger_volume() -> None:
     b, gb = S.synthesize(shape, 11, slab_px=100)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ga, gb)
-    c = S.synthesize_region((5, 300, 64), 11, (0, 0, 270, 40), kinds=("x-scan",))["x-scan"]
+    c = S.synthesize_region((5, 300, 64), 11, (0, 0, 270, 40), kinds=("z-scan",))["z-scan"]
     np.testing.assert_array_equal(a, c)
 
 
 def test_dask_array_matches_numpy() -> None:
     shape = (5, 70, 40)
     xs, gt = S.synthesize(shape, 2)
-    lazy = S.synth_dask(shape, 2, "x-scan", slab_px=40)
+    lazy = S.synth_dask(shape, 2, "z-scan", slab_px=40)
     assert lazy.shape == shape and lazy.dtype == np.uint8
     np.testing.assert_array_equal(lazy.compute(scheduler="synchronous"), xs)
     np.testing.assert_array_equal(S.synth_dask(shape, 2, "ground-truth").compute(scheduler="synchronous"), gt)
@@ -61,7 +61,7 @@ def test_structure_dark_cells_on_light_background() -> None:
 
 def test_truth_is_an_optical_section_empty_outside_the_slice() -> None:
     """The truth shows tissue only where the section is (planes of pure background above and below it),
-    and an in-slice plane carries about the column's mean optical density (the x-scan's, every plane
+    and an in-slice plane carries about the column's mean optical density (the z-scan's, every plane
     of which carries the whole column)."""
     z = 21
     xs, gt = S.synthesize((z, 96, 96), 5, section_um=10.0, section_wobble_um=0.0, z_step_um=1.0)
@@ -69,7 +69,7 @@ def test_truth_is_an_optical_section_empty_outside_the_slice() -> None:
     # section faces at 10 ± 5 µm (soft by 1 µm); neurons reach 3 µm beyond; the kernel keeps ±3 planes
     for k in (0, 1, z - 2, z - 1):
         assert np.abs(gt[k].astype(float) - top).max() <= 1.0, k
-    assert gt[z // 2].std() > 10 and xs[0].std() > 1  # tissue in the slice; haze everywhere in the x-scan
+    assert gt[z // 2].std() > 10 and xs[0].std() > 1  # tissue in the slice; haze everywhere in the z-scan
     od = lambda v: -np.log(np.clip(v.astype(float), 1, None) / top)  # noqa: E731
     in_slice = od(gt[z // 2 - 3 : z // 2 + 4]).mean()
     column = od(xs).mean()

@@ -91,6 +91,7 @@ TESTMODELS_SRC = textwrap.dedent('''
         margin_px: int | None = 2
         input_zyx: tuple[int | None, int | None, int | None] | None = None
         translation_equivariant: bool = True
+        core_px: int | None = None
         hold_after: str | None = None
         gate: str | None = None
 

@@ -32,3 +32,44 @@ def test_integer_mean_downsampling_matches_float_definition(dtype, ny, nx, seed)
     ap = np.pad(a, [(0, 0), (0, ny % 2), (0, nx % 2)], mode="edge").astype(np.float64)
     ref = np.rint(0.25 * (ap[..., 0::2, 0::2] + ap[..., 1::2, 0::2] + ap[..., 0::2, 1::2] + ap[..., 1::2, 1::2])).astype(dtype)
     np.testing.assert_array_equal(downsample_mean_yx(a), ref)
+
+
+
+def test_cpu_block_tasks_share_the_workers_cores(monkeypatch) -> None:
+    """A block task alone in a worker uses all the worker's cores (a one-block slide is not left on one
+    thread); one that starts while another runs gets half (torch's thread count is per OS thread, as
+    Dask's task threads are); in process (no worker plugin) torch's setting is kept."""
+    import threading
+
+    import torch
+
+    from zse.pipeline.block import WORKER_CORES_ENV, share_cores
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with share_cores("cpu"):  # no worker plugin: untouched
+            assert torch.get_num_threads() == 1
+        monkeypatch.setenv(WORKER_CORES_ENV, "4")
+        entered, release = threading.Event(), threading.Event()
+        seen: list[int] = []
+
+        def other_task() -> None:
+            with share_cores("cpu"):
+                seen.append(torch.get_num_threads())
+                entered.set()
+                release.wait(10)
+
+        with share_cores("cpu"):
+            assert torch.get_num_threads() == 4
+            t = threading.Thread(target=other_task)
+            t.start()
+            assert entered.wait(10)
+            assert seen == [2]
+            release.set()
+            t.join(10)
+            assert torch.get_num_threads() == 4
+        with share_cores("cuda:0"):  # GPU tasks: the GPU lock serialises compute, threads stay
+            assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

@@ -27,6 +27,7 @@ class CountingFactory:
     margin_px: int | None = 0
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = True
+    core_px: int | None = None
     checksum: str = hashlib.sha256(b"counting").hexdigest()
 
     def build(self, device: str):

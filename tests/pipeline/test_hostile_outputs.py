@@ -384,7 +384,7 @@ def test_model_returning_nan_writes_nothing(tmp_path: Path, small_input: Path, z
 
     class NaNFactory:
         name, checksum, margin_px = "nan-model", "0" * 64, 0
-        input_zyx, translation_equivariant = None, True
+        input_zyx, translation_equivariant, core_px = None, True, None
 
         def build(self, device: str):
             return lambda x: x * float("nan")

@@ -50,6 +50,7 @@ class ConvFactory:
     margin_px: int | None = 2
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = True
+    core_px: int | None = None
     checksum: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -68,6 +69,7 @@ class PerTileNormFactory:
     margin_px: int | None = None
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = False
+    core_px: int | None = None
     checksum: str = hashlib.sha256(b"per-tile-norm").hexdigest()
 
     def build(self, device: str):
@@ -196,6 +198,7 @@ class StridedUNetFactory:
     margin_px: int | None = None
     input_zyx: tuple[int | None, int | None, int | None] | None = None
     translation_equivariant: bool = True
+    core_px: int | None = None
 
     def net(self) -> torch.nn.Module:
         from zse.models.config import UNetConfig

@@ -57,3 +57,25 @@ def test_dask_workers_send_tile_counts_to_the_client(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
     assert got == total
+
+
+def _BigTileIdentity() -> IdentityFactory:  # noqa: N802 - reads as the factory it builds
+    """Identity declaring a preferred core, as the FFT deconvolution does (each tile a long computation)."""
+    import dataclasses
+
+    return dataclasses.replace(IdentityFactory(), core_px=48)
+
+
+def test_a_model_with_large_tiles_reports_tile_by_tile(tmp_path: Path) -> None:
+    from zse.pipeline.run import batch_for
+
+    assert batch_for(_BigTileIdentity(), make_options()) == 1
+    assert batch_for(_BigTileIdentity(), make_options(batch_size=3)) == 3  # an explicit batch is kept
+    assert batch_for(IdentityFactory(), make_options()) == make_options().resolved_batch()
+    counts: list[int] = []
+    with receiving(counts.append):
+        result = run_enhance(open_image(_slide(tmp_path)), tmp_path / "o.ome.zarr", _BigTileIdentity(),
+                             make_options(block=64), progress=False)
+    assert result.tiles_run >= 2
+    assert sum(counts) == result.tiles_run + result.tiles_skipped
+    assert counts.count(1) >= result.tiles_run  # one report per tile run

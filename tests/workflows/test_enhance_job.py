@@ -13,6 +13,7 @@ import zse
 from zse.errors import ConfigError, OutputError
 from zse.models.baselines.identity import IdentityFactory
 from zse.models.baselines.unsharp import UnsharpFactory
+from zse.models.registry import REGISTRY
 from zse.workflows.enhance import enhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
@@ -83,3 +84,23 @@ def test_existing_output_is_refused_and_kept(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="--overwrite"):
         enhance(src, out, "identity", block=128, workers=0, progress=False)
     assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("shape_yx", [(64, 96), (512, 768), (100_000, 150_000)])
+def test_default_lattice_covers_every_registry_models_radius(name: str, shape_yx: tuple[int, int]) -> None:
+    """With no flag given: margin ≥ the model's receptive radius and overlap ≥ 2·margin (the condition for
+    tiled = whole volume), a core left between the margins, and a tile that does not depend on the block."""
+    from zse.pipeline.options import make_options
+    from zse.pipeline.run import lattice_params, tile_for
+
+    factory = REGISTRY[name][0]()
+    radius = factory.margin_px or 0
+    tiles = set()
+    for block in (None, 256, 1024, 4096):
+        options = make_options(block=block)
+        overlap, margin = lattice_params(factory, options, shape_yx)
+        tile = tile_for(factory, options, shape_yx)
+        assert margin >= radius and overlap >= 2 * margin and tile - 2 * margin >= 8, (tile, overlap, margin, radius)
+        tiles.add((tile, overlap, margin))
+    assert len(tiles) == 1, tiles

@@ -1,4 +1,4 @@
-"""`zse synth`: the command writes the x-scan and the truth of `zse.models.simulator.synthesize`."""
+"""`zse synth`: the command writes the z-scan and the truth of `zse.models.simulator.synthesize`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_cli_writes_xscan_and_ground_truth(tmp_path, ngff) -> None:
     np.testing.assert_array_equal(np.asarray(img.levels[0][...]), xs)
     np.testing.assert_array_equal(np.asarray(open_image(gt).levels[0][...]), truth)
     meta = img.attrs.get("zse", img.attrs)
-    assert meta["synth"]["seed"] == 7 and meta["synth"]["kind"] == "x-scan"
+    assert meta["synth"]["seed"] == 7 and meta["synth"]["kind"] == "z-scan"
     gmeta = open_image(gt).attrs.get("zse", {})["synth"]
     assert gmeta["kind"] == "ground-truth" and gmeta["psf"]["model"].startswith("confocal-optical-section")
 

@@ -23,13 +23,15 @@ from zse.workflows.cluster.profile import dashboard_kwargs, gpu_device
 
 
 class TorchThreads(WorkerPlugin):
-    """Worker plugin: set torch's intra-op threads in each worker process (Nanny sets OMP to 1)."""
+    """Worker plugin: set torch's intra-op threads in each worker process (Nanny sets OMP to 1), and record
+    the worker's cores, which CPU block tasks share among those running (zse.pipeline.block.share_cores)."""
 
     name = "zse-torch-threads"
     idempotent = True
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, cores: int | None = None) -> None:
         self.threads = max(1, int(threads))
+        self.cores = max(self.threads, int(cores)) if cores else self.threads  # the worker's share of the cores
 
     def setup(self, worker: Any) -> None:
         # Local worker processes share the terminal's process group: a Ctrl-C meant for zse would also
@@ -41,6 +43,10 @@ class TorchThreads(WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(self.threads)
+        # a CPU block task running alone takes them all (zse.pipeline.block.share_cores)
+        from zse.pipeline.block import WORKER_CORES_ENV
+
+        os.environ[WORKER_CORES_ENV] = str(self.cores)
         try:
             import torch
         except ImportError:  # pragma: no cover - torch is a dependency
@@ -107,7 +113,7 @@ def local_client(
     if resources:
         kwargs["resources"] = resources
     with LocalCluster(**kwargs) as lc, Client(lc) as client:
-        client.register_plugin(TorchThreads(torch_threads))
+        client.register_plugin(TorchThreads(torch_threads, cores=max(1, cores // n_workers)))
         yield client, ({"GPU": 1} if resources else None)
 
 

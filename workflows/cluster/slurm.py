@@ -148,7 +148,7 @@ def slurm_client(
         with SLURMCluster(**kwargs) as sc:
             sc.adapt(minimum_jobs=settings["min_jobs"], maximum_jobs=settings["max_jobs"])
             with Client(sc, security=security) as client:
-                client.register_plugin(TorchThreads(settings["torch_threads"]))
+                client.register_plugin(TorchThreads(settings["torch_threads"], cores=settings["torch_threads"]))
                 if settings["gpus_per_job"] and settings["processes"] > 1:
                     client.register_plugin(PinGPU())
                 yield client, ({"GPU": 1} if settings["gpus_per_job"] else None)
