@@ -188,7 +188,6 @@ def _process_block(task: BlockTask) -> dict[str, int | str]:
     dst = _open(task.output_array, "r+")
     block = task.block
     run_tiles = tuple(t for t, has in zip(block.tiles, task.tissue, strict=True) if has)
-    wy, wx = block.write_box.slices()
     clear_region(dst, block.write_box)  # a torn shard from an interrupted write must not be merged into
     if not run_tiles:
         _write_levels(task, read_region(src, block.write_box), "skipped")
