@@ -7,7 +7,8 @@ refused with a `ModelError` before any of its code runs.
 Keys (FORMAT "zse-checkpoint", VERSION 1):
     format, version, kind ("training" | "inference"), model_kind (e.g. "zse-gan"), arch (generator
     and discriminator config, JSON-like), config (the full training config; training only),
-    normalisation, tile {"z", "yx"}, margin_px, translation_equivariant, zse_version, step,
+    normalisation, tile {"z", "yx"}, margin_px, scale_zyx (optional, [z, y, x] output/input size; absent =
+    [1, 1, 1]), translation_equivariant, zse_version, step,
     state {"g_s", ["g_b", "d_s", "d_b"]}, and for training checkpoints optim, sched, pools, rng.
 An inference checkpoint (`export_generator`) keeps only G_S (fp32 or fp16) and the metadata.
 
@@ -100,6 +101,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                              "the file is damaged or not written by zse")
         check_finite(sd, path, prefix=f"{net}.")
     margin_from_meta(obj.get("margin_px"), path)
+    scale_from_meta(obj.get("scale_zyx"), path)
     bool_from_meta(obj.get("translation_equivariant"), "translation_equivariant", path)
     tile = obj.get("tile", {})
     if not isinstance(tile, dict) or not all(_is_count(tile.get(k, 1)) and tile.get(k, 1) > 0 for k in ("z", "yx")):
@@ -123,6 +125,22 @@ def margin_from_meta(value: object, path: str | Path) -> int | None:
         raise ModelError(f"{path}: margin_px {value!r} in the model's metadata is not a whole number of pixels >= 0; "
                          "expected the model's receptive radius in y and x (an int) or no margin_px")
     return int(value)  # type: ignore[call-overload]
+
+
+def scale_from_meta(value: object, path: str | Path) -> tuple[int, int, int]:
+    """A model file's `scale_zyx` (output size / input size per axis z, y, x; a z super-resolution model
+    gives e.g. [2, 1, 1]): (1, 1, 1) if absent, else three whole numbers 1..8.
+
+    Raises:
+        ModelError: any other value.
+    """
+    if value is None:
+        return (1, 1, 1)
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(_is_count(v) and 1 <= int(v) <= 8 for v in value)):
+        raise ModelError(f"{path}: scale_zyx {value!r} in the model's metadata is not three whole numbers 1..8 "
+                         "(output size / input size in z, y, x)")
+    return (int(value[0]), int(value[1]), int(value[2]))
 
 
 def bool_from_meta(value: object, key: str, path: str | Path) -> bool:
@@ -208,8 +226,8 @@ def export_generator(ckpt_path: str | Path, out: str | Path, *, dtype: str = "fl
     ck = load_checkpoint(ckpt_path)
     tdtype = torch.float16 if dtype == "float16" else torch.float32
     state = {k: (v.to(tdtype) if v.is_floating_point() else v).contiguous() for k, v in ck["state"]["g_s"].items()}
-    keep = ("format", "version", "model_kind", "arch", "normalisation", "tile", "margin_px", "translation_equivariant",
-            "zse_version", "step")
+    keep = ("format", "version", "model_kind", "arch", "normalisation", "tile", "margin_px", "scale_zyx",
+            "translation_equivariant", "zse_version", "step")
     obj = {k: ck[k] for k in keep if k in ck}
     obj.update({"kind": "inference", "state": {"g_s": state}, "weights_dtype": dtype})
     if "config" in ck:
@@ -234,6 +252,7 @@ class CheckpointFactory:
         self.checksum = sha256_file(self.path)
         self.margin_px: int | None = margin_from_meta(ck.get("margin_px"), self.path)
         self.translation_equivariant = bool_from_meta(ck.get("translation_equivariant"), "translation_equivariant", self.path)
+        self.scale_zyx: tuple[int, int, int] = scale_from_meta(ck.get("scale_zyx"), self.path)
         self.input_zyx: tuple[int | None, int | None, int | None] | None = None
         self.core_px: int | None = None
         self.model_kind = str(ck["model_kind"])

@@ -124,15 +124,58 @@ class UNetConfig(_Frozen):
         return v
 
 
+class WDSRConfig(_Frozen):
+    """`dualgan-3d` networks (3D-dualHRGAN, Zhou et al.; owner: zse.models.networks.wdsr).
+
+    Generator LR→HR: conv in → `n_blocks` weight-normalised wide-activation residual blocks (WDSR-B:
+    1×1×1 expand ×`expansion`, ReLU, 1×1×1 shrink ×`low_rank`, 3×3×3) → conv out → 3D voxel shuffle by
+    `scale_zyx`, plus a long skip (the LR input up-sampled to HR). Degrader HR→LR: 3D convolutions, the
+    last strided by `scale_zyx`. Critics: 3D conv nets without normalisation or sigmoid.
+
+    Attributes:
+        scale_zyx: integer up-sampling factor per axis (z, y, x); z-scans: (2, 1, 1).
+    """
+
+    scale_zyx: Triple = (2, 1, 1)
+    width: int = Field(16, ge=1)
+    n_blocks: int = Field(4, ge=0, le=32)
+    expansion: int = Field(4, ge=1)
+    low_rank: float = Field(0.8, gt=0)
+    padding_yx: Literal["zeros", "reflect", "replicate"] = "reflect"
+    padding_z: Literal["zeros", "reflect", "replicate"] = "replicate"
+    degrader_width: int = Field(16, ge=1)
+    critic_width: int = Field(16, ge=1)
+
+    @field_validator("scale_zyx")
+    @classmethod
+    def _scale(cls, v: Triple) -> Triple:
+        if any(int(e) < 1 or int(e) > 8 for e in v):
+            raise ValueError(f"scale factors are whole numbers 1..8 per axis (z, y, x), got {v}")
+        return v
+
+
+class ResNet2DConfig(_Frozen):
+    """`cyclegan-2d` generator (COMI, Zhang et al.; owner: zse.models.networks.resnet2d): a 2D ResNet
+    (reflection padding, 7×7 stem, two stride-2 down, `n_res` residual blocks, nearest up-sampling +
+    conv) applied to every z plane of a tile (planes batched). The discriminator is `ArchConfig.discriminator`."""
+
+    ngf: int = Field(32, ge=1)
+    n_res: int = Field(9, ge=0, le=32)
+    norm: Literal["instance", "batch", "none"] = "instance"
+
+
 class ArchConfig(_Frozen):
     """The networks. `name` is the model kind recorded in checkpoints; `kind` picks the method:
-    "zse-gan" (G_S, G_B: `generator`; D_S, D_B: `discriminator`) or "unet3d-gan" (one generator:
-    `unet`; one discriminator on real in-focus planes: `discriminator`)."""
+    "zse-gan" (G_S, G_B: `generator`; D_S, D_B: `discriminator`), "unet3d-gan" (one generator:
+    `unet`; one discriminator on real in-focus planes: `discriminator`), "dualgan-3d" (`wdsr`: z
+    super-resolution) or "cyclegan-2d" (`resnet2d` per plane; `discriminator`)."""
 
     name: str = "zse-gan-paper"
-    kind: Literal["zse-gan", "unet3d-gan"] = "zse-gan"
+    kind: Literal["zse-gan", "unet3d-gan", "dualgan-3d", "cyclegan-2d"] = "zse-gan"
     generator: GeneratorConfig = GeneratorConfig()
     unet: UNetConfig = UNetConfig()
+    wdsr: WDSRConfig = WDSRConfig()
+    resnet2d: ResNet2DConfig = ResNet2DConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
 
@@ -242,6 +285,35 @@ class PhysicsLossConfig(_Frozen):
         return self
 
 
+class DualGANConfig(_Frozen):
+    """`dualgan-3d` training (zse.models.train_dualgan): losses, optimisers and unpaired LR/HR data.
+
+    WGAN-GP for both GANs (gradient penalty `lambda_gp`), L1 cycle losses both ways (`lambda_cycle`);
+    RMSprop for the critics, Adam for the generators (rates in `lr_critic`, `lr_g`).
+    """
+
+    lambda_gp: float = Field(10.0, ge=0.0)
+    lambda_cycle: float = Field(10.0, ge=0.0)
+    lr_g: float = Field(1e-4, gt=0)
+    lr_critic: float = Field(1e-4, gt=0)
+    n_critic: int = Field(1, ge=1)
+
+
+class CycleGANConfig(_Frozen):
+    """`cyclegan-2d` training (zse.models.train_cyclegan): COMI's losses (adversarial, VGG-19 content,
+    cycle), Adam, linear decay over the second half, unpaired blurred planes vs in-focus patches.
+
+    vgg_weights: local VGG-19 weights file (torchvision key names, weights_only=True), required when
+    `lambda_content` > 0; zse never downloads weights.
+    """
+
+    lambda_adv: float = Field(1.0, ge=0.0)
+    lambda_content: float = Field(1.0, ge=0.0)
+    lambda_cycle: float = Field(0.001, ge=0.0)
+    vgg_weights: str | None = None
+    vgg_layer: Literal["relu1_2", "relu2_2", "relu3_4"] = "relu2_2"
+
+
 class OptimConfig(_Frozen):
     """Adam for both generators (one optimiser) and both discriminators (another), as the notebook;
     `separate_generators`: one Adam for G_S and one for G_B (each with its own moment estimates, so the
@@ -344,6 +416,8 @@ class Config(_Frozen):
     arch: ArchConfig = ArchConfig()
     loss: LossConfig = LossConfig()
     physics: PhysicsLossConfig = PhysicsLossConfig()
+    dualgan: DualGANConfig = DualGANConfig()
+    cyclegan: CycleGANConfig = CycleGANConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

@@ -253,7 +253,8 @@ def train(
     progress: bool = True,
     data: RoiDataset | None = None,
 ) -> TrainResult:
-    """Train the method of `cfg.arch.kind` (ZSE-GAN here; "unet3d-gan" in `zse.models.train_physics`)
+    """Train the method of `cfg.arch.kind` (ZSE-GAN here; "unet3d-gan" in `zse.models.train_physics`,
+    "dualgan-3d" in `zse.models.train_dualgan`, "cyclegan-2d" in `zse.models.train_cyclegan`)
     with `cfg` (device, steps, time limit from cfg.train) writing into `out_dir`.
 
     Raises:
@@ -264,6 +265,14 @@ def train(
         from zse.models.train_physics import train_unet3d_gan
 
         return train_unet3d_gan(cfg, out_dir, resume=resume, progress=progress, data=data)  # type: ignore[no-any-return]
+    if cfg.arch.kind == "dualgan-3d":
+        from zse.models.train_dualgan import train_dualgan_3d
+
+        return train_dualgan_3d(cfg, out_dir, resume=resume, progress=progress)  # type: ignore[no-any-return]
+    if cfg.arch.kind == "cyclegan-2d":
+        from zse.models.train_cyclegan import train_cyclegan_2d
+
+        return train_cyclegan_2d(cfg, out_dir, resume=resume, progress=progress, data=data)  # type: ignore[no-any-return]
     t_start = time.monotonic()
     device = resolve_device(cfg.train.device)
     out = prepare_run_dir(out_dir, resume)

@@ -21,11 +21,27 @@ from zse.models.networks.unet3d import UNet3D, build_unet
 
 def build_enhancer(arch: ArchConfig) -> nn.Module:
     """The network that maps a blurred z-scan to the enhanced volume, freshly initialised."""
+    if arch.kind == "dualgan-3d":
+        from zse.models.networks.wdsr import build_wdsr_generator
+
+        return build_wdsr_generator(arch.wdsr)
+    if arch.kind == "cyclegan-2d":
+        from zse.models.networks.resnet2d import build_planewise_generator
+
+        return build_planewise_generator(arch.resnet2d)
     return build_unet(arch.unet) if arch.kind == "unet3d-gan" else build_generator(arch.generator)
 
 
 def enhancer_radius_yx(arch: ArchConfig) -> int:
     """Structural receptive radius in y, x (px) of `build_enhancer(arch)`: the margin that makes tiling exact."""
+    if arch.kind == "dualgan-3d":
+        from zse.models.networks.wdsr import wdsr_radius_yx
+
+        return wdsr_radius_yx(arch.wdsr)
+    if arch.kind == "cyclegan-2d":
+        from zse.models.networks.resnet2d import resnet2d_radius_yx
+
+        return resnet2d_radius_yx(arch.resnet2d)
     if arch.kind != "unet3d-gan":
         return structural_radius_yx(arch.generator)
     u = arch.unet
@@ -39,6 +55,10 @@ def enhancer_is_equivariant(arch: ArchConfig) -> bool:
     """True when the enhancer has no per-tile statistics (instance norm), so tiles blend exactly."""
     if arch.kind == "unet3d-gan":
         return arch.unet.norm != "instance"
+    if arch.kind == "dualgan-3d":
+        return True  # no normalisation at all (weight normalisation is of the weights, not the data)
+    if arch.kind == "cyclegan-2d":
+        return arch.resnet2d.norm != "instance"
     return arch.generator.norm != "instance" and arch.generator.res_norm != "instance"
 
 
