@@ -78,11 +78,14 @@ class GeneratorConfig(_Frozen):
 
 
 class DiscriminatorConfig(_Frozen):
-    """2D PatchGAN: `n_layers` × [Conv2d k4 s2 p1, norm from the 2nd, LeakyReLU 0.2], Conv2d k2 head."""
+    """2D PatchGAN: `n_layers` × [Conv2d k4 s2 p1, norm from the 2nd, LeakyReLU 0.2], then the head:
+    "k2" (ZSE-GAN's notebook: Conv2d k2 s1 p1) or "pix2pix" (Conv2d k4 s1 p1 to 2·width, norm, LeakyReLU,
+    Conv2d k4 s1 p1; with n_layers 3 this is pix2pix/CycleGAN's 70×70 PatchGAN)."""
 
     ndf: int = Field(32, ge=1)
     n_layers: int = Field(4, ge=1, le=6)
     norm: Literal["instance", "batch", "none"] = "instance"
+    head: Literal["k2", "pix2pix"] = "k2"
 
 
 class UNetConfig(_Frozen):
@@ -157,11 +160,22 @@ class WDSRConfig(_Frozen):
 class ResNet2DConfig(_Frozen):
     """`cyclegan-2d` generator (COMI, Zhang et al.; owner: zse.models.networks.resnet2d): a 2D ResNet
     (reflection padding, 7×7 stem, two stride-2 down, `n_res` residual blocks, nearest up-sampling +
-    conv) applied to every z plane of a tile (planes batched). The discriminator is `ArchConfig.discriminator`."""
+    conv) applied to every z plane of a tile (planes batched). The discriminator is `ArchConfig.discriminator`.
 
-    ngf: int = Field(32, ge=1)
+    Attributes:
+        ngf: channels after the stem (2·ngf, 4·ngf after the two downs; COMI 64).
+        n_res: residual blocks at 1/4 resolution (COMI 9); the y, x radius is 15 + 8·n_res px (by impulse).
+        norm: "instance" (COMI; per-tile statistics: seams when tiled), "batch", "none" (seam-safe).
+        padding: every conv's padding ("reflect" as CycleGAN; the authors' Keras code pads with zeros).
+        global_residual: output = input + tanh(out) (the authors' code), `out` zero-initialised so the
+            untrained generator is the identity; False: output = tanh(out).
+    """
+
+    ngf: int = Field(64, ge=1)
     n_res: int = Field(9, ge=0, le=32)
     norm: Literal["instance", "batch", "none"] = "instance"
+    padding: Literal["reflect", "zeros"] = "reflect"
+    global_residual: bool = True
 
 
 class ArchConfig(_Frozen):
@@ -300,18 +314,43 @@ class DualGANConfig(_Frozen):
 
 
 class CycleGANConfig(_Frozen):
-    """`cyclegan-2d` training (zse.models.train_cyclegan): COMI's losses (adversarial, VGG-19 content,
-    cycle), Adam, linear decay over the second half, unpaired blurred planes vs in-focus patches.
+    """`cyclegan-2d` training (zse.models.train_cyclegan): COMI's losses, Adam, linear decay over the second
+    half; unpaired blurred planes x (any plane of a training stack) vs in-focus patches y (`data.reals`).
 
-    vgg_weights: local VGG-19 weights file (torchvision key names, weights_only=True), required when
-    `lambda_content` > 0; zse never downloads weights.
+        L_G = λ_adv · [½MSE(D_S(G_S(x)), 1) + ½MSE(D_B(G_B(y)), 1)]                          (LSGAN)
+            + λ_content · [d(φ(G_S(x)), φ(x)) + d(φ(G_B(y)), φ(y))]       φ: VGG-19 up to `vgg_layer`
+            + λ_cycle · [d(G_B(G_S(x)), x) + d(G_S(G_B(y)), y)]     (in φ's space if cycle_space "vgg")
+            + λ_identity · [d(G_S(y), y) + d(G_B(x), x)]
+        L_D = ½[MSE(D_S(y), 1) + MSE(D_S(G_S(x)), 0)] + ½[MSE(D_B(x), 1) + MSE(D_B(G_B(y)), 0)]
+    d is the mean absolute ("l1") or squared ("mse") difference (`distance`). COMI's content term compares
+    the output with the *paired* in-focus image; the data here are unpaired, so the content target is the
+    source image itself (the output keeps the input's VGG content).
+
+    Attributes:
+        vgg_weights: local VGG-19 weights file (torchvision key names, weights_only=True), required when
+            the content term or a "vgg" cycle is on; zse never downloads weights.
+        vgg_layer: features up to this ReLU (COMI's code: Keras VGG19 layer 9 = block3_conv3 = relu3_3).
     """
 
     lambda_adv: float = Field(1.0, ge=0.0)
-    lambda_content: float = Field(1.0, ge=0.0)
+    lambda_content: float = Field(0.0, ge=0.0)  # COMI: 1 (preset cyclegan-2d); 0 here so no VGG file is needed
     lambda_cycle: float = Field(0.001, ge=0.0)
+    lambda_identity: float = Field(0.0, ge=0.0)
+    distance: Literal["l1", "mse"] = "l1"
+    cycle_space: Literal["pixel", "vgg"] = "pixel"
     vgg_weights: str | None = None
-    vgg_layer: Literal["relu1_2", "relu2_2", "relu3_4"] = "relu2_2"
+    vgg_layer: Literal["relu1_2", "relu2_2", "relu3_3", "relu3_4"] = "relu3_3"
+
+    @property
+    def needs_vgg(self) -> bool:
+        return self.lambda_content > 0 or (self.cycle_space == "vgg" and self.lambda_cycle > 0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CycleGANConfig:
+        if self.needs_vgg and not self.vgg_weights:
+            raise ValueError("lambda_content > 0 (or a 'vgg' cycle) needs vgg_weights: a local VGG-19 weights file "
+                             "(zse never downloads weights); set lambda_content to 0 to train without it")
+        return self
 
 
 class OptimConfig(_Frozen):

@@ -41,7 +41,11 @@ class PatchDiscriminator2D(nn.Module):
                 layers.append(_norm2d(cfg.norm, c_out))
             layers.append(nn.LeakyReLU(0.2))
             c_in = c_out
-        layers.append(nn.Conv2d(c_in, 1, 2, 1, 1))
+        if cfg.head == "pix2pix":  # 70×70 receptive field for n_layers 3 (pix2pix, CycleGAN, COMI)
+            layers += [nn.Conv2d(c_in, 2 * c_in, 4, 1, 1), _norm2d(cfg.norm, 2 * c_in), nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(2 * c_in, 1, 4, 1, 1))
+        else:
+            layers.append(nn.Conv2d(c_in, 1, 2, 1, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

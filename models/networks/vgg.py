@@ -23,7 +23,7 @@ from zse.errors import ModelError
 # VGG-19 configuration "E": channels, "M" = max-pool
 _CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 # index (in torchvision's `features` Sequential) of the ReLU that ends each named layer
-LAYER_END = {"relu1_2": 3, "relu2_2": 8, "relu3_4": 17}
+LAYER_END = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu3_4": 17}
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
@@ -45,14 +45,15 @@ def vgg19_trunk(layer: str = "relu2_2") -> nn.Sequential:
     return nn.Sequential(*mods[: LAYER_END[layer] + 1])
 
 
-def load_vgg19_features(path: str | Path | None, layer: str = "relu2_2") -> nn.Sequential:
-    """The frozen VGG-19 trunk up to `layer` with weights from the local file `path` (eval mode)."""
+def load_vgg19_features(path: str | Path | None, layer: str = "relu2_2", setting: str = "physics.vgg_weights") -> nn.Sequential:
+    """The frozen VGG-19 trunk up to `layer` with weights from the local file `path` (eval mode); `setting`
+    names the config key that gave `path` in errors."""
     if not path:
-        raise ModelError("the VGG perceptual loss needs a local VGG-19 weights file (physics.vgg_weights); "
+        raise ModelError(f"the VGG perceptual loss needs a local VGG-19 weights file ({setting}); "
                          "zse never downloads weights: set lambda_vgg to 0 or give the file")
     p = Path(path)
     if not p.is_file():
-        raise ModelError(f"VGG-19 weights file {p} not found (physics.vgg_weights); zse never downloads weights: "
+        raise ModelError(f"VGG-19 weights file {p} not found ({setting}); zse never downloads weights: "
                          "give a local copy of torchvision's vgg19 state_dict, or set lambda_vgg to 0")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
@@ -88,3 +89,14 @@ def vgg_loss(features: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Ten
         return (g.expand(-1, 3, -1, -1) - mean) / std
 
     return (features(planes(a)) - features(planes(b))).abs().mean()
+
+
+def vgg_loss_2d(features: nn.Module, a: torch.Tensor, b: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """`vgg_loss` for 2D planes a, b (N, 1, Y, X) in [-1, 1] (`cyclegan-2d`): mean |φ(a) − φ(b)|
+    ("l1") or mean (φ(a) − φ(b))² ("mse", the COMI authors' code)."""
+    if norm == "l1":
+        return vgg_loss(features, a.unsqueeze(2), b.unsqueeze(2))
+    mean = torch.tensor(_MEAN, device=a.device).view(1, 3, 1, 1)
+    std = torch.tensor(_STD, device=a.device).view(1, 3, 1, 1)
+    fa, fb = (features((((v.float() + 1.0) / 2.0).expand(-1, 3, -1, -1) - mean) / std) for v in (a, b))
+    return ((fa - fb) ** 2).mean()
