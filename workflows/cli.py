@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "bench": "zse.workflows.bench.command:bench",
     "submit": "zse.workflows.submit:submit",
     "models": "zse.workflows.info:models",
+    "register": "zse.workflows.register:register_command",
 }
 
 
