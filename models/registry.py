@@ -60,12 +60,15 @@ REGISTRY: dict[str, tuple[Callable[..., PredictorFactory], str]] = {
                 "(bundled; a 38-minute CPU training, see models/weights/README.md)"),
     "zse-gan-warmup": (_bundled("zse-gan-warmup.pt"), "the same run's G_S at step 2000, the end of the cycle "
                        "warm-up (its cycle term had trained G_B only); sharpens more, see models/weights/README.md"),
+    "cyclegan-2d": (_bundled("cyclegan-2d.pt"), "COMI's CycleGAN, a 2D ResNet on every plane (bundled; a 22-minute "
+                    "CPU training without the VGG content term; invents texture on out-of-focus planes, see "
+                    "models/weights/README.md)"),
     "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
     "unsharp": (_unsharp, "per-plane 2D unsharp mask (σ 2 px, amount 1): the plain-sharpening baseline"),
     "identity": (_identity, "returns the input unchanged (for checks)"),
 }
 
-BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup")
+BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup", "cyclegan-2d")
 """Registry names backed by a weights file in models/weights/ (`<name>.pt`)."""
 
 DEFAULT_MODEL = "unet3d-gan"

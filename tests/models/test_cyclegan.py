@@ -321,3 +321,37 @@ def test_export_to_pt2_equals_the_checkpoint_and_enhances(tmp_path: Path) -> Non
     a = np.asarray(zarr.open_array(str(tmp_path / "a.ome.zarr" / "0"))[...]).astype(int)
     b = np.asarray(zarr.open_array(str(tmp_path / "b.ome.zarr" / "0"))[...]).astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+# ------------------------------------------------------------------------------------------ bundled weights
+
+
+def test_bundled_weights_are_small_self_describing_and_from_the_cpu_preset() -> None:
+    from zse.models.registry import BUNDLED, WEIGHTS_DIR, available
+
+    path = WEIGHTS_DIR / "cyclegan-2d.pt"
+    assert "cyclegan-2d" in BUNDLED and "cyclegan-2d" in available() and path.stat().st_size < 10e6
+    ck = load_checkpoint(path)
+    assert ck["kind"] == "inference" and ck["step"] == 1600 and ck["translation_equivariant"] is True
+    assert ck["margin_px"] == 32 == aligned_margin(load_config("cyclegan-2d-cpu"))  # radius 31
+    recorded = config_from_dict(ck["train_config"]).model_dump(mode="json")
+    assert recorded == load_config("cyclegan-2d-cpu").model_dump(mode="json")
+    assert recorded["cyclegan"]["lambda_content"] == 0.0  # trained without the VGG content term
+
+
+def test_zse_enhance_with_the_bundled_model_on_a_tiny_ome_zarr(tmp_path: Path) -> None:
+    from zse.pipeline.io.ngff import open_image
+    from zse.workflows.cli import main
+
+    src, vol = _slide(tmp_path, (4, 72, 80))
+    try:
+        main(["enhance", str(src), str(tmp_path / "out.ome.zarr"), "--model", "cyclegan-2d", "--tile", "128",
+              "--block", "128", "--workers", "0", "--no-skip-background", "--quiet"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == 0
+    out = open_image(tmp_path / "out.ome.zarr")
+    got = np.asarray(out.levels[0][...])
+    assert got.shape == vol.shape and got.dtype == vol.dtype and out.meta.voxel_size_um == (1.5, 0.5, 0.5)
+    assert not np.array_equal(got, vol)  # the model changes the planes
