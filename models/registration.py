@@ -13,33 +13,42 @@ MOVING onto FIXED: ``fixed(r) ≈ moving(r − shift)``, so ``scipy.ndimage.shif
 MOVING ``shift = +p``.
 
 **Intensities.** Each region is divided by its mean and the mean removed: ``v / mean(v) − 1`` (a
-brightfield scan then lies in about [−1, 0.1]; what a [0, 1] scaling of an 8-bit image gives, less its
-constant background). Outside the region the values are 0 (a linear, not circular, convolution). The
-constant background carries no position, and left in it would swamp the data term; removing it also
-removes what fixed the kernel's sum, which is then set by the μ term alone (see `estimate_kernel`).
+brightfield scan then lies in about [−1, 0.1]: what a [0, 1] scaling of an 8-bit image gives, less its
+constant background). The constant background carries no position and, left in, would swamp the data
+term; removing it also removes what fixed the kernel's sum, which the μ term then sets.
 
 **PSF method** (`estimate_kernel`): the 3D kernel ``f`` on the box ``±R`` (``R = max_shift_zyx``)
 minimising ``‖f ∗ x − y‖² + λ‖∇f‖₁ + μ(1ᵀf − 1)²`` (x: sharp, y: blurred, normalised as above; the
-squared norm summed over every voxel, ∇ forward differences inside the box, ‖·‖₁ the anisotropic sum of
+squared norm summed over the valid voxels V — those at least R from every face, whose whole kernel
+window lies inside the region —; ∇ forward differences inside the box; ‖·‖₁ the anisotropic sum of
 absolute differences along z, y, x), solved with the first-order primal–dual algorithm of Chambolle &
 Pock (2011, Alg. 1, θ = 1) with K = ∇ and the smooth part G(f) = ‖f ∗ x − y‖² + μ(1ᵀf − 1)² taken in its
-exact proximal step. G is a quadratic in f: ``fᵀAf − 2bᵀf + μ(1ᵀf − 1)²`` with ``A[s, t] = c_xx(s − t)``
-and ``b[s] = c_xy(s)`` (auto- and cross-correlation of the zero-padded region, by FFT), so its proximal
-step is one solve with a matrix factorised once (Cholesky). The offset is the position of f's maximum.
-λ = 1 and μ = 10 are the published values. At this normalisation the data term grows with the region's
-voxel count N times the contrast variance (≈ 10⁶ × 10⁻³ for a 29 × 256 × 256 brightfield region), so
-λ = 1 is a light smoothing of the kernel (it removes isolated spikes, it does not move the peak) and
-μ = 10 fixes the sum to within a few percent of 1 only where the data do not pull it elsewhere; both
-are kept as published and can be changed (``lam``, ``mu``).
+exact proximal step. G is a quadratic, ``fᵀAf − 2bᵀf + ‖y_V‖² + μ(1ᵀf − 1)²``, with ``b[s] = Σ_{r∈V}
+y(r) x(r − s)`` (exact, by FFT) and A the Gram matrix ``Σ_{r∈V} x(r − s) x(r − t)`` approximated by the
+autocorrelation of x restricted to V (`_normal_equations`: positive semi-definite by construction, so
+G stays convex; the exact one would cost one FFT per kernel voxel; the difference lies in slabs of width
+≤ 2R at V's faces, so the region should be several times the box); its proximal step is one solve with
+a matrix factorised once (Cholesky). The offset is the position of f's maximum.
 
-**Cross-correlation** (`cross_correlation`): the normalised cross-correlation
-``c(s) = Σ_r x(r) y(r + s) / (‖x‖ ‖y‖)`` of the same normalised regions over the same box; the offset
-is its maximum.
+λ = 1 and μ = 10 are the published values and the defaults. Their weight is relative to the data term,
+which grows with the number of valid voxels times the contrast variance (a few hundred per 10⁴ voxels
+for the simulator's brightfield regions); the published λ is not meaningless here but its effect
+depends on the region: on a 16 × 48 × 48 test region λ = 1 already flattens the kernel (peak 0.030 vs
+0.039 at λ = 0) and moves the estimate by ~0.1–0.2 voxel, λ = 10 wrecks it; on regions of ≥ 10⁵ voxels
+it is a light smoothing. We keep λ = 1, μ = 10 and expose both (``lam``, ``mu``); no re-tuning was done.
 
-**Sub-voxel.** Both peaks are refined by a 3-point parabola per axis through the maximum and its two
-neighbours along that axis (offset ``(v₋ − v₊) / (2(v₋ − 2v₀ + v₊))``, within ±0.5 voxel); along an axis
-where the maximum lies on the box's face, or the three values are not concave, the integer position
-is kept and the axis is listed in ``at_border`` / not refined.
+**Cross-correlation** (`cross_correlation`): the normalised cross-correlation over the same box and
+the same valid voxels, ``c(s) = Σ_{r∈V} y(r) x(r − s) / (‖y_V‖ ‖x_{V−s}‖)`` (x, y normalised as above;
+global, not windowed, means); the offset is its maximum.
+
+**Sub-voxel** (`subvoxel_peak`, fit "auto" for both methods): per axis, from the maximum and its two
+neighbours along that axis — their centroid where the peak is narrower than about a voxel (the PSF
+kernel laterally, where the in-focus PSF is smaller than a voxel: the neighbours hold the linear-
+interpolation weights of a sampled point), the vertex of the parabola through them where it is broader
+(the kernel axially, the correlation everywhere); within ±0.5 voxel. Along an axis where the maximum lies
+on the box's face the integer position is kept and the axis is listed in ``at_border``: the shift may
+exceed the box there. The box must hold the shift plus the blur's tail: a kernel cut by the box's face
+piles its mass up at that face.
 """
 
 from __future__ import annotations
@@ -60,8 +69,9 @@ MU = 10.0
 TAU = 1e-3
 """Primal step of Chambolle–Pock (σ = 0.99 / (12 τ)): the kernel is ~10⁻², the dual ≤ λ = 1, so a small
 τ and a large σ balance them (measured: 10× fewer iterations than τ = σ for the same objective)."""
-MAX_KERNEL_VOXELS = 6000
-"""Largest kernel box the PSF method accepts: its normal matrix is (n, n) float64 (6000: 288 MB)."""
+MAX_KERNEL_VOXELS = 4000
+"""Largest kernel box the PSF method accepts: its normal matrix is (n, n) float64 (4000: 128 MB, with its
+factor and int32 index arrays ≈ 0.6 GB at the peak)."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +143,20 @@ def _valid_mask(shape: Sequence[int], r: Sequence[int]) -> np.ndarray:
     return mask
 
 
-def subvoxel_peak(values: np.ndarray) -> tuple[tuple[int, int, int], tuple[float, float, float], tuple[str, ...], tuple[str, ...]]:
-    """The maximum of a 3D array, refined per axis by a 3-point parabola (module doc).
+def subvoxel_peak(values: np.ndarray, fit: str = "auto") -> tuple[tuple[int, int, int], tuple[float, float, float],
+                                                                  tuple[str, ...], tuple[str, ...]]:
+    """The maximum of a 3D array, refined per axis from the maximum v₀ and its two neighbours v₋, v₊ along
+    that axis (module doc): "parabola" — the vertex of the parabola through them,
+    (v₋ − v₊) / (2(v₋ − 2v₀ + v₊)) (skipped where not concave); "centroid" — their centroid with negative
+    values set to 0, (v₊ − v₋) / (v₋ + v₀ + v₊); "auto" — the centroid where the peak is narrower than
+    about a voxel (1 − (v₋ + v₊) / (2v₀) > 0.5: a sampled point, whose neighbours carry its linear-
+    interpolation weights), the parabola where it is broader. Either is kept within ±0.5 voxel.
 
-    Returns (integer index, refined position (index units), axes at the array's face, axes refined).
+    Returns (integer index, refined position (index units), axes at the array's face (not refined), axes
+    refined).
     """
+    if fit not in ("auto", "parabola", "centroid"):
+        raise ConfigError(f"sub-voxel fit {fit!r} is invalid; valid: auto, parabola, centroid")
     peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
     pos = [float(p) for p in peak]
     border: list[str] = []
@@ -154,6 +173,13 @@ def subvoxel_peak(values: np.ndarray) -> tuple[tuple[int, int, int], tuple[float
         lo[a] = p - 1
         hi[a] = p + 1
         vm, v0, vp = float(values[tuple(lo)]), float(values[peak]), float(values[tuple(hi)])
+        narrow = v0 > 0 and 1.0 - (vm + vp) / (2.0 * v0) > 0.5
+        if fit == "centroid" or (fit == "auto" and narrow):
+            if v0 > 0:
+                vm_, vp_ = max(vm, 0.0), max(vp, 0.0)
+                pos[a] = p + float(np.clip((vp_ - vm_) / (vm_ + v0 + vp_), -0.5, 0.5))
+                refined.append(name)
+            continue
         den = vm - 2.0 * v0 + vp
         if den < 0:
             pos[a] = p + float(np.clip(0.5 * (vm - vp) / den, -0.5, 0.5))
@@ -163,17 +189,19 @@ def subvoxel_peak(values: np.ndarray) -> tuple[tuple[int, int, int], tuple[float
 
 
 def _normal_equations(x: np.ndarray, y: np.ndarray, r: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, float]:
-    """(A, b, ‖y over V‖²) of the data term over the valid voxels V (module doc): b[s] = Σ_{r∈V} y(r) x(r − s) exactly;
-    A[s, t] ≈ Σ_{u∈V} x(u) x(u + s − t) (Toeplitz, symmetrised), s, t the box's offsets in C order."""
+    """(A, b, ‖y over V‖²) of the data term over the valid voxels V (module doc), s, t the box's offsets in
+    C order: b[s] = Σ_{r∈V} y(r) x(r − s) exactly; A[s, t] = c(s − t) with c the autocorrelation of x
+    restricted to V (zero elsewhere): the Gram matrix of the shifted copies of that x, so positive
+    semi-definite by construction, where the exact Gram matrix Σ_{r∈V} x(r − s) x(r − t) differs from it
+    only by the slabs of width ≤ 2R at V's faces."""
     mask = _valid_mask(x.shape, r)
     lag = [2 * v for v in r]
-    c_xx = _xcorr(x * mask, x, lag)
+    x_v = x * mask
+    c_xx = _xcorr(x_v, x_v, lag)
     c_xy = _xcorr(x, y * mask, r)
-    offs = np.stack(np.meshgrid(*[np.arange(-v, v + 1) for v in r], indexing="ij"), -1).reshape(-1, 3)
-    d = offs[:, None, :] - offs[None, :, :] + np.asarray(lag)
-    a_mat = c_xx[d[..., 0], d[..., 1], d[..., 2]]
-    del d
-    a_mat = 0.5 * (a_mat + a_mat.T)
+    offs = np.stack(np.meshgrid(*[np.arange(-v, v + 1, dtype=np.int32) for v in r], indexing="ij"), -1).reshape(-1, 3)
+    a_mat = c_xx[tuple(offs[:, None, a] - offs[None, :, a] + np.int32(lag[a]) for a in range(3))]
+    a_mat = 0.5 * (a_mat + a_mat.T)  # exact symmetry (c(δ) = c(−δ) up to rounding)
     b = c_xy[tuple(np.asarray(r)[:, None] + offs.T)]
     return a_mat, b, float(((y * mask) ** 2).sum())
 
@@ -203,7 +231,7 @@ def _div(p: np.ndarray) -> np.ndarray:
 
 def estimate_kernel(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_zyx: Sequence[int], *,
                     lam: float = LAMBDA, mu: float = MU, max_iter: int = 500, tol: float = 1e-6,
-                    tau: float = TAU) -> Estimate:
+                    tau: float = TAU, fit: str = "auto") -> Estimate:
     """The PSF method (module doc): f on the box ±max_shift_zyx and the offset at its peak.
 
     Chambolle–Pock steps τ (`TAU`) and σ = 0.99/(12τ) (‖∇‖² ≤ 12 in 3D), from the flat kernel 1/n; stops when the kernel's largest change in
@@ -242,17 +270,20 @@ def estimate_kernel(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_zy
         if change <= tol * max(float(np.abs(f).max()), 1e-12):
             converged = True
             break
+    if not np.isfinite(f).all():
+        raise InputError("the primal–dual solver diverged (non-finite kernel); try --method xcorr or another region")
     fv = f.ravel()
     objective = float(fv @ a_mat @ fv - 2.0 * b @ fv + yy + lam * np.abs(_grad(f)).sum()
                       + mu * (fv.sum() - 1.0) ** 2)
-    ip, pos, border, refined = subvoxel_peak(f)
+    ip, pos, border, refined = subvoxel_peak(f, fit)
     off = tuple(float(pv - rv) for pv, rv in zip(pos, r, strict=True))
     return Estimate(method="psf", offset_zyx=(off[0], off[1], off[2]), peak_value=float(f[ip]),
                     integer_peak_zyx=(ip[0] - r[0], ip[1] - r[1], ip[2] - r[2]), at_border=border, refined=refined,
                     kernel=f, iterations=it, objective=objective, converged=converged)
 
 
-def cross_correlation(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_zyx: Sequence[int]) -> Estimate:
+def cross_correlation(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_zyx: Sequence[int], *,
+                      fit: str = "auto") -> Estimate:
     """Normalised 3D cross-correlation over the box ±max_shift_zyx (FFT, linear) and the offset at its peak."""
     x, y = _pair(sharp_zyx, blurred_zyx)
     r = check_max_shift(max_shift_zyx, x.shape)
@@ -260,7 +291,7 @@ def cross_correlation(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_
     y_v = y * mask
     norm_x = np.sqrt(np.maximum(_xcorr(x * x, mask, r), 1e-30))  # ‖x over V − s‖ for every s
     c = _xcorr(x, y_v, r) / (norm_x * max(float(np.linalg.norm(y_v)), 1e-30))
-    ip, pos, border, refined = subvoxel_peak(c)
+    ip, pos, border, refined = subvoxel_peak(c, fit)
     off = tuple(float(pv - rv) for pv, rv in zip(pos, r, strict=True))
     return Estimate(method="xcorr", offset_zyx=(off[0], off[1], off[2]), peak_value=float(c[ip]),
                     integer_peak_zyx=(ip[0] - r[0], ip[1] - r[1], ip[2] - r[2]), at_border=border, refined=refined,
@@ -275,12 +306,13 @@ def _pair(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray) -> tuple[np.ndarray, n
 
 
 def estimate(sharp_zyx: np.ndarray, blurred_zyx: np.ndarray, max_shift_zyx: Sequence[int], *,
-             method: str = "psf", lam: float = LAMBDA, mu: float = MU, max_iter: int = 500) -> Estimate:
-    """`estimate_kernel` (method "psf") or `cross_correlation` (method "xcorr")."""
+             method: str = "psf", lam: float = LAMBDA, mu: float = MU, max_iter: int = 500,
+             fit: str = "auto") -> Estimate:
+    """`estimate_kernel` (method "psf") or `cross_correlation` (method "xcorr"); `fit` as `subvoxel_peak`."""
     if method == "psf":
-        return estimate_kernel(sharp_zyx, blurred_zyx, max_shift_zyx, lam=lam, mu=mu, max_iter=max_iter)
+        return estimate_kernel(sharp_zyx, blurred_zyx, max_shift_zyx, lam=lam, mu=mu, max_iter=max_iter, fit=fit)
     if method == "xcorr":
-        return cross_correlation(sharp_zyx, blurred_zyx, max_shift_zyx)
+        return cross_correlation(sharp_zyx, blurred_zyx, max_shift_zyx, fit=fit)
     raise ConfigError(f"--method {method!r} is invalid; valid: {', '.join(METHODS)}")
 
 
@@ -297,11 +329,11 @@ def registration_shift(offset_zyx: Sequence[float], sharp: Literal["fixed", "mov
 
 def register_arrays(moving_zyx: np.ndarray, fixed_zyx: np.ndarray, max_shift_zyx: Sequence[int], *,
                     method: str = "psf", sharp: Literal["fixed", "moving"] = "fixed", lam: float = LAMBDA,
-                    mu: float = MU, max_iter: int = 500) -> tuple[tuple[float, float, float], Estimate]:
+                    mu: float = MU, max_iter: int = 500, fit: str = "auto") -> tuple[tuple[float, float, float], Estimate]:
     """(shift mapping MOVING onto FIXED, the estimate) for two (Z, Y, X) regions of one shape; `sharp`
     says which of the two is the sharp scan (the kernel blurs it into the other)."""
     if sharp not in ("fixed", "moving"):
         raise ConfigError(f"--sharp {sharp!r} is invalid; valid: fixed, moving")
     pair = (fixed_zyx, moving_zyx) if sharp == "fixed" else (moving_zyx, fixed_zyx)
-    est = estimate(pair[0], pair[1], max_shift_zyx, method=method, lam=lam, mu=mu, max_iter=max_iter)
+    est = estimate(pair[0], pair[1], max_shift_zyx, method=method, lam=lam, mu=mu, max_iter=max_iter, fit=fit)
     return registration_shift(est.offset_zyx, sharp), est

@@ -131,3 +131,19 @@ def test_bad_input_is_one_line_and_inputs_untouched(pair: tuple[Path, Path, np.n
     assert out.read_text() == "{}"
     assert not (tmp_path / "aligned.tif").exists()
     assert _digest(moving, fixed) == before
+
+
+@pytest.mark.parametrize(("shift", "order"), [((0.4, -2.7, 5.2), 1), ((-1.0, 3.0, -2.0), 0), ((30.0, 0.5, 0.0), 1)])
+def test_shifted_volume_blockwise_equals_whole_volume_shift(shift: tuple[float, float, float], order: int) -> None:
+    """What --aligned writes, read block by block (czyx, as write_volume reads), equals scipy's shift of the
+    whole volume (mode nearest; the same interpolation order), to rounding."""
+    from zse.workflows.register import ShiftedVolume
+
+    rng = np.random.default_rng(4)
+    vol = rng.integers(0, 65535, (2, 6, 40, 36)).astype(np.uint16)
+    lazy = ShiftedVolume(vol, shift, order=order)
+    assert lazy.shape == vol.shape and lazy.dtype == np.uint16
+    got = np.concatenate([np.concatenate([lazy[..., y:y + 16, x:x + 16] for x in range(0, 36, 16)], axis=-1)
+                          for y in range(0, 40, 16)], axis=-2)
+    want = np.stack([ndimage.shift(vol[c].astype(float), shift, order=order, mode="nearest") for c in range(2)])
+    np.testing.assert_allclose(got, np.clip(np.rint(want), 0, 65535), atol=1)
