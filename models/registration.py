@@ -31,11 +31,14 @@ G stays convex; the exact one would cost one FFT per kernel voxel; the differenc
 a matrix factorised once (Cholesky). The offset is the position of f's maximum.
 
 λ = 1 and μ = 10 are the published values and the defaults. Their weight is relative to the data term,
-which grows with the number of valid voxels times the contrast variance (a few hundred per 10⁴ voxels
-for the simulator's brightfield regions); the published λ is not meaningless here but its effect
-depends on the region: on a 16 × 48 × 48 test region λ = 1 already flattens the kernel (peak 0.030 vs
-0.039 at λ = 0) and moves the estimate by ~0.1–0.2 voxel, λ = 10 wrecks it; on regions of ≥ 10⁵ voxels
-it is a light smoothing. We keep λ = 1, μ = 10 and expose both (``lam``, ``mu``); no re-tuning was done.
+which grows with the number of valid voxels times the contrast variance, so the published λ is not
+meaningless here but its effect depends on the region. Measured: on a 16 × 48 × 48 region (Gaussian
+blur, shift (1.3, −2.4, 0.7)) λ = 1 flattens the kernel (peak 0.033 vs 0.041 at λ = 0) and moves the
+estimate by ≤ 0.12 voxel (errors 0.11, 0.02, 0.08 vs 0.13, 0.10, 0.03 at λ = 0), λ = 10 wrecks it
+(0.8 voxel off in z); on the benchmark's 29 × 96 × 96 regions λ = 0 and λ = 1 differ by ≤ 0.01 voxel
+in mean error (benchmarks/results/registration.md). μ = 10 holds the kernel's sum only loosely where the
+data pull (1.13 on a 29 × 256 × 256 simulator region). No re-tuning was done; both are options
+(``lam``, ``mu``).
 
 **Cross-correlation** (`cross_correlation`): the normalised cross-correlation over the same box and
 the same valid voxels, ``c(s) = Σ_{r∈V} y(r) x(r − s) / (‖y_V‖ ‖x_{V−s}‖)`` (x, y normalised as above;

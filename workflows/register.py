@@ -6,7 +6,8 @@ MOVING and FIXED are OME-Zarr z-scans (axes zyx or czyx, NGFF 0.4/0.5, read with
 One region of level 0 (the chosen channel) is read from both: `--region z0:z1,y0:y1,x0:x1` (voxels,
 half-open; an empty range is the whole axis), or by default every plane of the central `--crop` × `--crop`
 pixels. The estimation is `zse.models.registration` (its module doc has the method, the normalisation and
-the sign convention); `--sharp` says which input is the sharp scan (default FIXED).
+the sign convention and the sub-voxel fit, `--subvoxel`); `--sharp` says which input is the sharp scan
+(default FIXED).
 
 The result (`--out`, else printed on stdout) is one JSON object: ``shift_zyx_px`` — the shift that maps
 MOVING onto FIXED, ``fixed(r) ≈ moving(r − shift)``, i.e. ``scipy.ndimage.shift(moving, shift_zyx_px) ≈ fixed``
@@ -39,6 +40,7 @@ from zse.models.registration import LAMBDA, METHODS, MU, check_max_shift, regist
 DEFAULT_CROP = 256
 DEFAULT_MAX_SHIFT = (3, 6, 6)
 INTERP = ("linear", "nearest")
+SUBVOXEL = ("auto", "parabola", "centroid")
 CONVENTION = "fixed(r) ≈ moving(r − shift): scipy.ndimage.shift(moving, shift_zyx_px) ≈ fixed"
 
 
@@ -186,7 +188,7 @@ def register(moving: Path, fixed: Path, *, out: Path | None = None, aligned: Pat
              region: str | None = None, crop: int = DEFAULT_CROP, max_shift: tuple[int, int, int] = DEFAULT_MAX_SHIFT,
              sharp: Literal["fixed", "moving"] = "fixed", lam: float = LAMBDA, mu: float = MU, iterations: int = 500,
              channel: int = 0, interp: str = "linear", ngff: str | None = None, overwrite: bool = False,
-             progress: bool = True) -> dict[str, Any]:
+             subvoxel: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Estimate the shift mapping MOVING onto FIXED on one region and write the JSON (`out`) and the aligned
     MOVING (`aligned`); see the module doc. Returns the JSON's object. Every check runs before anything is
     written: ConfigError / InputError / OutputError with one line."""
@@ -195,6 +197,8 @@ def register(moving: Path, fixed: Path, *, out: Path | None = None, aligned: Pat
         raise ConfigError(f"--method {method!r} is invalid; valid: {', '.join(METHODS)}")
     if sharp not in ("fixed", "moving"):
         raise ConfigError(f"--sharp {sharp!r} is invalid; valid: fixed, moving")
+    if subvoxel not in SUBVOXEL:
+        raise ConfigError(f"--subvoxel {subvoxel!r} is invalid; valid: {', '.join(SUBVOXEL)}")
     if interp not in INTERP:
         raise ConfigError(f"--interp {interp!r} is invalid; valid: {', '.join(INTERP)}")
     if crop < 3:
@@ -232,7 +236,8 @@ def register(moving: Path, fixed: Path, *, out: Path | None = None, aligned: Pat
     check_max_shift(r, size)
     m_reg, f_reg = _read_region(mov, reg, channel), _read_region(fix, reg, channel)
     try:
-        shift, est = register_arrays(m_reg, f_reg, r, method=method, sharp=sharp, lam=lam, mu=mu, max_iter=iterations)
+        shift, est = register_arrays(m_reg, f_reg, r, method=method, sharp=sharp, lam=lam, mu=mu, max_iter=iterations,
+                                     fit=subvoxel)
     except InputError as exc:
         raise InputError(f"region {_show_region(reg)} ({source}): {exc.message}") from None
     shift_um = tuple(s * v for s, v in zip(shift, vf, strict=True))
@@ -248,7 +253,7 @@ def register(moving: Path, fixed: Path, *, out: Path | None = None, aligned: Pat
         "region_zyx": [list(b) for b in reg], "region_source": source, "channel": channel if mov.meta.axes == "czyx" else None,
         "voxel_size_um": list(vf), "max_shift_px": list(r), "kernel_shape_zyx": list(est.kernel.shape),
         "peak_value": round(est.peak_value, 6), "integer_peak_offset_zyx": list(est.integer_peak_zyx),
-        "subvoxel": "3-point parabola per axis through the maximum", "subvoxel_axes": list(est.refined),
+        "subvoxel": f"{subvoxel} (zse.models.registration.subvoxel_peak)", "subvoxel_axes": list(est.refined),
         "at_border": list(est.at_border), "iterations": est.iterations, "converged": est.converged,
         "kernel_sum": round(float(est.kernel.sum()), 6) if method == "psf" else None,
         "objective": est.objective, "lambda": lam if method == "psf" else None, "mu": mu if method == "psf" else None,
@@ -333,6 +338,9 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--lambda", "lam", type=float, default=LAMBDA, show_default=True, help="TV weight λ (psf).")
 @click.option("--mu", type=float, default=MU, show_default=True, help="Kernel-sum weight μ (psf).")
 @click.option("--iterations", type=int, default=500, show_default=True, help="Most primal–dual iterations (psf).")
+@click.option("--subvoxel", type=click.Choice(list(SUBVOXEL)), default="auto", show_default=True,
+              help="Sub-voxel fit of the peak per axis: 3-point centroid where the peak is narrower than a voxel, "
+                   "parabola where broader (auto), or one of them everywhere.")
 @click.option("--channel", type=int, default=0, show_default=True, help="Channel of czyx inputs used for the estimate.")
 @click.option("--interp", type=click.Choice(list(INTERP)), default="linear", show_default=True,
               help="--aligned: linear (sub-voxel) or nearest (shift rounded to whole voxels).")
@@ -340,13 +348,13 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out / --aligned.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def register_command(moving: Path, fixed: Path, out: Path | None, aligned: Path | None, method: str, region: str | None,
-                     crop: int, max_shift: str, sharp: str, lam: float, mu: float, iterations: int, channel: int,
-                     interp: str, ngff: str | None, overwrite: bool, quiet: bool) -> None:
+                     crop: int, max_shift: str, sharp: str, lam: float, mu: float, iterations: int, subvoxel: str,
+                     channel: int, interp: str, ngff: str | None, overwrite: bool, quiet: bool) -> None:
     """Shift mapping MOVING onto FIXED (a blurred and a sharp z-scan of one region), as JSON."""
     r = _parse_max_shift(max_shift)
     result = register(moving, fixed, out=out, aligned=aligned, method=method, region=region, crop=crop, max_shift=r,
                       sharp=sharp, lam=lam, mu=mu, iterations=iterations, channel=channel,  # type: ignore[arg-type]
-                      interp=interp, ngff=ngff, overwrite=overwrite, progress=not quiet)
+                      interp=interp, ngff=ngff, overwrite=overwrite, subvoxel=subvoxel, progress=not quiet)
     if out is None:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
