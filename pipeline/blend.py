@@ -47,7 +47,8 @@ def weights_2d(lattice: Lattice) -> np.ndarray:
 class Merger:
     """Accumulates weighted tile outputs over a write box and normalises them.
 
-    Shapes: the write box is (Y, X) = `box.shape`; values are float32 (Z, Y, X) torch tensors on `device`.
+    Shapes: the write box is (Y, X) = `box.shape`; values are float32 (Z, Y, X) torch tensors on `device`,
+    Z = `n_planes`, the model output's planes (Z·sz for a z super-resolution model; the weights are y-x only).
     Tiles must be added in the same order for every block (row-major lattice order) so that the float
     sums, hence the outputs, are bit-identical whatever the block size.
     """

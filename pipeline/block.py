@@ -8,6 +8,9 @@ last batch is padded by repeating its last tile: a convolution's rounding may de
 so each tile's result, and each pixel's float sum, is the same whatever the block size. A model whose
 cost is per tile skips the repeats (rl-deconv). The block's region of the first pyramid levels is
 written from the block in memory (`_write_levels`).
+
+A model with z scale sz > 1 (zse.pipeline.zscale) returns Z·sz planes per tile; the block's output then has
+Z·sz planes, and the pixels it copies through (background) have each input plane repeated sz times.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from zse.pipeline.io.chunks import open_source_array
 from zse.pipeline.io.write import clear_region, open_output_array, sync_region
 from zse.pipeline.plan import mark_done
 from zse.pipeline.progress import report_tiles
+from zse.pipeline.zscale import repeat_planes
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class BlockTask:
     tissue: for each tile of `block.tiles`, whether it contains tissue (False tiles are not run).
     memory_levels: pyramid levels 1..memory_levels written from the block in memory, each to its own
         aligned region (`zse.pipeline.io.write.OutputSpec.memory_levels`).
+    scale_z: output planes per input plane (the model's z scale, zse.pipeline.run.RunPlan.scale_z).
     """
 
     source_array: str
@@ -55,6 +60,7 @@ class BlockTask:
     batch_size: int
     tissue: tuple[bool, ...]
     memory_levels: int = 0
+    scale_z: int = 1
 
 
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
@@ -140,14 +146,16 @@ def predict_block(
     predictor: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int,
     on_tiles: Callable[[int], None] | None = None,
+    scale_z: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Model output over `write_box` from tiles cut out of `data`.
 
     data: float32 (Z, RY, RX) in [-1, 1] covering `read_box`, on the predictor's device.
     on_tiles(n): called after each batch with the number of tiles it ran (progress).
-    Returns (values float32 (Z, WY, WX), covered bool (WY, WX)); uncovered pixels (no tile run) are 0.
+    scale_z: the model's z scale sz: it maps a tile (Z, Y, X) to (Z·sz, Y, X).
+    Returns (values float32 (Z·sz, WY, WX), covered bool (WY, WX)); uncovered pixels (no tile run) are 0.
     """
-    n_planes = data.shape[0]
+    n_planes = data.shape[0] * scale_z
     merger = Merger(write_box, n_planes, torch.from_numpy(weights_2d(lattice)), device=data.device)
     boxes = [lattice.tile_box(i, j) for i, j in tiles]
     batch_size = max(1, batch_size)
@@ -166,9 +174,10 @@ def predict_block(
             torch.cuda.empty_cache()
             batch_size //= 2  # back off; later batches use the smaller size
             continue
-        if out.shape != batch[:, None].shape:
+        want = (batch.shape[0], 1, n_planes, *batch.shape[2:])
+        if tuple(out.shape) != want:
             raise InputError(f"the model returned shape {tuple(out.shape)} for input {tuple(batch[:, None].shape)}; "
-                             "zse models must map (N, 1, Z, Y, X) to the same shape")
+                             f"expected {want}: zse models map (N, 1, Z, Y, X) to (N, 1, Z·sz, Y, X), here sz = {scale_z}")
         for k, b in enumerate(chunk):
             merger.add(out[k, 0].float(), b)
         start += len(chunk)
@@ -190,7 +199,7 @@ def _process_block(task: BlockTask) -> dict[str, int | str]:
     run_tiles = tuple(t for t, has in zip(block.tiles, task.tissue, strict=True) if has)
     clear_region(dst, block.write_box)  # a torn shard from an interrupted write must not be merged into
     if not run_tiles:
-        _write_levels(task, read_region(src, block.write_box), "skipped")
+        _write_levels(task, repeat_planes(read_region(src, block.write_box), task.scale_z), "skipped")
         report_tiles(len(block.tiles))
         return {"state": "skipped", "tiles": 0, "tiles_skipped": len(block.tiles)}
     # Read only the union of the tiles we run (plus the write box, for copy-through pixels).
@@ -211,9 +220,11 @@ def _process_block(task: BlockTask) -> dict[str, int | str]:
             with gpu_phase:
                 data = to_unit(channels[c], task.dtype)
                 values, covered = predict_block(data, rbox, block.write_box, task.lattice, run_tiles, predictor, task.batch_size,
-                                                on_tiles=report_tiles if c == 0 else None)
+                                                on_tiles=report_tiles if c == 0 else None, scale_z=task.scale_z)
                 if not bool(covered.all()):  # pixels no tissue tile covers keep their input value
                     inp = data[(slice(None), *block.write_box.slices(origin=rbox))]
+                    if task.scale_z > 1:  # each plane repeated sz times, as zse.pipeline.zscale.repeat_planes
+                        inp = inp.repeat_interleave(task.scale_z, dim=0)
                     values = torch.where(covered[None], values, inp)
                 quantised = from_unit(values, task.dtype)
             results.append(quantised.cpu().numpy())

@@ -7,7 +7,8 @@ program into such a factory.
 
 Tensor contract (the same as for exported `.pt2` programs):
     input  float32 (N, 1, Z, Y, X) on the predictor's device, intensities mapped to [-1, 1]
-    output float32 (N, 1, Z, Y, X), same shape, same range
+    output float32 (N, 1, Z·sz, Y, X), same range; sz = 1 (the same shape) unless the factory declares
+           `scale_zyx` = (sz, 1, 1) (z super-resolution, `output_scale`; zse.pipeline.zscale)
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class PredictorFactory(Protocol):
         core_px: None for the pipeline's default tile (128), or the core side (px, tile minus overlap)
             the model runs best at when --tile is not given: FFT deconvolution, whose cost is per tile,
             asks for large tiles (zse.pipeline.run.tile_for).
+
+    Optional attribute (absent = (1, 1, 1); read only through `output_scale`):
+        scale_zyx: tuple[int, int, int], output size / input size per axis (z, y, x). (sz, 1, 1) with
+            sz ≥ 1 is supported: the predictor maps (N, 1, Z, Y, X) to (N, 1, Z·sz, Y, X) and the output
+            has Z·sz planes at z voxel size dz/sz (zse.pipeline.zscale). Lateral super-resolution
+            (sy or sx ≠ 1) is not.
     """
 
     name: str
@@ -46,6 +53,25 @@ class PredictorFactory(Protocol):
     core_px: int | None
 
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]: ...
+
+
+def output_scale(factory: PredictorFactory) -> int:
+    """The z up-sampling factor sz ≥ 1 of `factory` (its `scale_zyx` = (sz, 1, 1); absent: 1).
+
+    Raises ConfigError for anything else: lateral super-resolution (sy or sx ≠ 1) is not supported.
+    """
+    from zse.errors import ConfigError
+
+    raw = getattr(factory, "scale_zyx", None)
+    if raw is None:
+        return 1
+    scale = tuple(raw) if isinstance(raw, (tuple, list)) else (raw,)
+    if len(scale) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in scale):
+        raise ConfigError(f"model {factory.name}: scale_zyx {raw!r} is invalid; valid: three whole numbers ≥ 1 (z, y, x)")
+    if scale[1:] != (1, 1):
+        raise ConfigError(f"model {factory.name} has scale_zyx {scale}; zse enhance supports z super-resolution only "
+                          "(scale_zyx (sz, 1, 1), sz ≥ 1): lateral super-resolution (y or x) is not supported")
+    return int(scale[0])
 
 
 _CACHE: dict[tuple[str, str], Callable[[torch.Tensor], torch.Tensor]] = {}

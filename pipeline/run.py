@@ -32,7 +32,7 @@ from zse import __version__
 from zse.errors import ConfigError, ModelError, OutputError, ZseError
 from zse.pipeline.block import BlockTask, output_arrays, process_block, process_level_region
 from zse.pipeline.geometry import TILE_MAX, TILE_MIN, Block, Lattice, indexed_block_grid, make_blocks
-from zse.pipeline.infer import PredictorFactory, get_predictor
+from zse.pipeline.infer import PredictorFactory, get_predictor, output_scale
 from zse.pipeline.io.chunks import check_chunks
 from zse.pipeline.io.ngff import SourceImage
 from zse.pipeline.io.write import (
@@ -55,6 +55,7 @@ from zse.pipeline.plan import (
     write_run_record,
 )
 from zse.pipeline.progress import tile_progress
+from zse.pipeline.zscale import output_meta
 
 
 @dataclass
@@ -172,6 +173,9 @@ class RunPlan:
     lattice: the global tile lattice (px); blocks: level-0 tasks, row-major; record: the run record
     (input fingerprint, model, options that change the output); spec: the output's layout;
     tissue: the tissue map, or None when every tile runs (--no-skip-background).
+    scale_z: output planes per input plane (the model's z scale, zse.pipeline.infer.output_scale; 1 for
+    most models): spec.meta is then the output's (Z·sz planes of dz/sz, zse.pipeline.zscale.output_meta),
+    every level (spec.shapes) has Z·sz planes, and the run record's model carries `scale_zyx`.
     """
 
     lattice: Lattice
@@ -179,27 +183,33 @@ class RunPlan:
     record: dict[str, Any]
     spec: OutputSpec
     tissue: TissueMap | None
+    scale_z: int = 1
 
 
 def plan_run(source: SourceImage, factory: PredictorFactory, options: EnhanceOptions, *, tissue: bool = True) -> RunPlan:
     """Stage 1: lattice, blocks, run record and output layout for `source` with `options`; the tissue map
-    too when `tissue` and the options skip background (it reads a low-resolution level of the input)."""
+    too when `tissue` and the options skip background (it reads a low-resolution level of the input).
+    A model with lateral scale is refused here (ConfigError, `output_scale`)."""
+    scale_z = output_scale(factory)
     shape_yx = (int(source.meta.shape[-2]), int(source.meta.shape[-1]))
     overlap, margin = lattice_params(factory, options, shape_yx)
     tile = tile_for(factory, options, shape_yx)
     lattice = Lattice(shape_yx=shape_yx, tile=tile, overlap=overlap, margin=margin)
     blocks = make_blocks(lattice, options.resolved_block())
+    model: dict[str, Any] = {"name": factory.name, "checksum": factory.checksum}
+    if scale_z != 1:  # only then: records of runs without z scale stay as they were (their --resume still works)
+        model["scale_zyx"] = [scale_z, 1, 1]
     record = run_record(
         source,
-        {"name": factory.name, "checksum": factory.checksum},
+        model,
         {"tile": tile, "overlap": overlap, "margin": margin, "block": options.resolved_block(),
          "ngff": options.ngff, "skip_background": options.skip_background,
          "tissue_threshold": options.tissue_threshold if options.skip_background else None},
     )
-    meta = source.meta.__class__(**{**source.meta.__dict__, "ngff_version": options.ngff})
+    meta = output_meta(replace(source.meta, ngff_version=options.ngff), scale_z)
     spec = OutputSpec(meta=meta, ngff=options.ngff, block=options.resolved_block())
     tmap = tissue_map(source, options.tissue_threshold) if (tissue and options.skip_background) else None
-    return RunPlan(lattice=lattice, blocks=blocks, record=record, spec=spec, tissue=tmap)
+    return RunPlan(lattice=lattice, blocks=blocks, record=record, spec=spec, tissue=tmap, scale_z=scale_z)
 
 
 def check_output_location(source: SourceImage, out_path: Path) -> None:
@@ -218,7 +228,7 @@ def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> No
     """Build the model here on the CPU and run it on one tile before anything is written, so that an unusable
     model (wrong checkpoint, a program that changes the shape, …) fails without touching OUT. A model that
     takes any y-x size is tried on a tile of at most `DEFAULT_TILE` (a 640-px FFT deconvolution would
-    cost as much as a third of a small slide)."""
+    cost as much as a third of a small slide). A model with z scale sz must return Z·sz planes."""
     import torch
 
     fixed = factory.input_zyx  # exported programs with static spatial dimensions
@@ -234,9 +244,11 @@ def check_model(factory: PredictorFactory, source: SourceImage, tile: int) -> No
     x = torch.zeros((1, 1, *want), dtype=torch.float32)
     with torch.inference_mode():
         y = predictor(x)
-    if tuple(y.shape) != tuple(x.shape):
-        raise ModelError(f"model {factory.name} returned shape {tuple(y.shape)} for input {tuple(x.shape)}; "
-                         "zse models must map (N, 1, Z, Y, X) to the same shape")
+    sz = output_scale(factory)
+    expected = (1, 1, want[0] * sz, want[1], want[2])
+    if tuple(y.shape) != expected:
+        raise ModelError(f"model {factory.name} returned shape {tuple(y.shape)} for input {tuple(x.shape)}; expected "
+                         f"{expected}: zse models map (N, 1, Z, Y, X) to (N, 1, Z·sz, Y, X), sz = {sz} (its scale_zyx)")
     if not bool(torch.isfinite(y).all()):
         raise ModelError(f"model {factory.name} returned NaN or infinite values on a blank tile; its weights are unusable")
 
@@ -427,7 +439,7 @@ def run_level0(source: SourceImage, out_path: Path, factory: PredictorFactory, o
         (BlockTask(source_array=src_array, output_array=output_arrays(out_path, 0), output_root=str(out_path), block=b,
                    lattice=lattice, dtype=plan.spec.meta.dtype, factory=factory, device=options.device,
                    batch_size=batch_for(factory, options), tissue=tuple(tissue_of[t] for t in b.tiles),
-                   memory_levels=plan.spec.memory_levels),)
+                   memory_levels=plan.spec.memory_levels, scale_z=plan.scale_z),)
         for b in pending
     ]
 

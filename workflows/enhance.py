@@ -53,7 +53,8 @@ def enhance(
     provenance: Mapping[str, Any] | None = None,
 ) -> EnhanceResult:
     """Enhance the OME-Zarr z-scan `source` into a multiscale OME-Zarr at `out` (same dtype, axes and
-    physical metadata); returns what the run did (`EnhanceResult`: blocks, tiles, overlap, margin, wall time).
+    physical metadata; a z super-resolution model, `scale_zyx` (sz, 1, 1), writes Z·sz planes at z voxel
+    size dz/sz: zse.pipeline.zscale); returns what the run did (`EnhanceResult`: blocks, tiles, overlap, margin, wall time).
 
     Args:
         source: path of an OME-Zarr image (NGFF 0.4/0.5, bioformats2raw too) or an opened `SourceImage`.

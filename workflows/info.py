@@ -53,6 +53,9 @@ def describe(path: Path) -> list[str]:
             if prov:
                 lines.append(f"  input: {prov.get('input', {}).get('path')}")
                 lines.append(f"  model: {prov.get('model')}")
+                scale = (prov.get("model") or {}).get("scale_zyx") if isinstance(prov.get("model"), dict) else None
+                if scale:
+                    lines.append(f"  z super-resolution: × {scale[0]} (model output planes per input plane)")
                 lines.append(f"  options: {prov.get('options')}")
                 lines.append(f"  zse version: {prov.get('zse_version')}")
             for k in ("section_id", "voxel_size_um", "translation_um", "synth", "source"):
