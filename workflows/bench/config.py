@@ -131,6 +131,10 @@ class WrappedFactory:
     def core_px(self) -> int | None:
         return self.inner.core_px
 
+    @property
+    def scale_zyx(self) -> tuple[int, int, int]:
+        return tuple(getattr(self.inner, "scale_zyx", (1, 1, 1)))  # type: ignore[return-value]
+
     def build(self, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return wrap_predictor(self.inner.build(device), device, self.amp, self.channels_last)
 
