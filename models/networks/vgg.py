@@ -50,11 +50,11 @@ def load_vgg19_features(path: str | Path | None, layer: str = "relu2_2", setting
     names the config key that gave `path` in errors."""
     if not path:
         raise ModelError(f"the VGG perceptual loss needs a local VGG-19 weights file ({setting}); "
-                         "zse never downloads weights: set lambda_vgg to 0 or give the file")
+                         "zse never downloads weights: set the VGG term's weight to 0 or give the file")
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"VGG-19 weights file {p} not found ({setting}); zse never downloads weights: "
-                         "give a local copy of torchvision's vgg19 state_dict, or set lambda_vgg to 0")
+                         "give a local copy of torchvision's vgg19 state_dict, or set the VGG term's weight to 0")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
