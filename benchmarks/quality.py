@@ -119,13 +119,17 @@ class Cache:
 
 
 def models_to_run(extra: list[str]) -> list[tuple[str, Any]]:
-    """(name, factory) of the registry's trained models present here, then NAME=SPEC extras."""
+    """(name, factory) of the registry's trained models present here, then NAME=SPEC extras; models whose
+    output has more planes than the input (z super-resolution) are left to benchmarks/zsr.py."""
     from zse.models.registry import BUNDLED, available, resolve
 
     out = [(n, resolve(n)) for n in available() if n in BUNDLED]
     for item in extra:
         name, _, spec = item.partition("=")
         out.append((name, resolve(spec or name)))
+    for name, f in [m for m in out if getattr(m[1], "scale_zyx", (1, 1, 1)) != (1, 1, 1)]:
+        log(f"{name}: output planes differ from the truth's (scale_zyx {f.scale_zyx}): benchmarked by benchmarks/zsr.py")
+        out.remove((name, f))
     return out
 
 
