@@ -303,14 +303,44 @@ class DualGANConfig(_Frozen):
     """`dualgan-3d` training (zse.models.train_dualgan): losses, optimisers and unpaired LR/HR data.
 
     WGAN-GP for both GANs (gradient penalty `lambda_gp`), L1 cycle losses both ways (`lambda_cycle`);
-    RMSprop for the critics, Adam for the generators (rates in `lr_critic`, `lr_g`).
+    RMSprop for the critics, Adam for the generators (rates in `lr_critic`, `lr_g`; Adam's `betas_g`),
+    `n_critic` critic steps per generator step.
+
+    Data (`zse.models.zsr_data`; only the simulator is built, no folder of real scans): unpaired widefield
+    z-scans of phantoms (`zse.models.simulator`) imaged with NA `na` at the coarse focal step `z_step_um`
+    (LR, `lr_planes` planes) and, from other phantom draws, at the fine step `z_step_um`/sz (HR,
+    sz·`lr_planes` planes over the same depth). A bank of `phantoms` volumes per domain (side
+    `phantom_side` px, seeds from `phantom_seed_offset`; the benchmark uses seeds below it) is imaged
+    once; each sample is a random crop (`crop_z` LR planes ↔ sz·`crop_z` HR planes, `crop_yx` px) with
+    random flips, shot noise (`photons` e⁻ at I0 = `background`·255) and read noise (grey levels).
     """
 
     lambda_gp: float = Field(10.0, ge=0.0)
     lambda_cycle: float = Field(10.0, ge=0.0)
+    lambda_adv: float = Field(1.0, ge=0.0, description="weight of the generators' adversarial terms (paper: 1)")
     lr_g: float = Field(1e-4, gt=0)
     lr_critic: float = Field(1e-4, gt=0)
+    betas_g: tuple[float, float] = (0.5, 0.999)
     n_critic: int = Field(1, ge=1)
+    na: float = Field(0.75, gt=0.0, lt=1.0)
+    z_step_um: float = Field(1.0, gt=0.0)
+    lr_planes: int = Field(29, ge=3, le=64)
+    crop_z: int = Field(12, ge=2)
+    crop_yx: int = Field(32, ge=8)
+    phantoms: int = Field(4, ge=1)
+    phantom_side: int = Field(96, ge=16)
+    phantom_seed_offset: int = Field(300000, ge=1000)
+    photons: float = Field(20000.0, gt=0.0)
+    read_noise: float = Field(0.5, ge=0.0)
+    background: float = Field(0.95, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_crop(self) -> DualGANConfig:
+        if self.crop_z > self.lr_planes:
+            raise ValueError(f"crop_z {self.crop_z} exceeds lr_planes {self.lr_planes} (a crop is part of one LR scan)")
+        if self.crop_yx > self.phantom_side:
+            raise ValueError(f"crop_yx {self.crop_yx} exceeds phantom_side {self.phantom_side}")
+        return self
 
 
 class CycleGANConfig(_Frozen):

@@ -77,6 +77,7 @@ from zse.models.checkpoint import (
     load_checkpoint,
     make_predictor,
     margin_from_meta,
+    scale_from_meta,
     sha256_file,
 )
 
@@ -103,12 +104,15 @@ def export_checkpoint(ckpt: str | Path, out_pt2: str | Path, *, tile: tuple[int,
         ep = torch.export.export(g, (example,), dynamic_shapes={"x": {0: batch}})
     except Exception as exc:  # pragma: no cover - depends on torch internals
         raise ModelError(f"torch.export failed for {ckpt}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    scale = scale_from_meta(ck.get("scale_zyx"), ckpt)
+    check_program_output(ep, tuple(tile), scale, ckpt)
     meta = {
         "format": "zse-exported-program",
         "model_kind": ck.get("model_kind"),
         "margin_px": ck.get("margin_px"),
         "translation_equivariant": ck.get("translation_equivariant"),
         "tile": list(tile),
+        "scale_zyx": list(scale),
         "normalisation": ck.get("normalisation"),
         "zse_version": zse.__version__,
         "source_checksum": sha256_file(ckpt),
@@ -422,11 +426,28 @@ def check_program_signature(ep: torch.export.ExportedProgram, path: str | Path) 
     return tuple(None if isinstance(d, torch.SymInt) else int(d) for d in shapes[0][2:])  # type: ignore[return-value]
 
 
+def check_program_output(ep: torch.export.ExportedProgram, input_zyx: tuple[int | None, ...], scale: tuple[int, int, int],
+                         path: str | Path) -> None:
+    """Refuse a program whose output is not (N, 1, Z·sz, Y·sy, X·sx) for its (static) input (Z, Y, X)."""
+    outs = [n for n in ep.graph.nodes if n.op == "output"]
+    args = outs[0].args[0] if outs and outs[0].args else ()
+    first = args[0] if isinstance(args, (tuple, list)) and args else None
+    val = getattr(first, "meta", {}).get("val") if first is not None else None
+    if val is None or not hasattr(val, "shape"):
+        return  # no recorded shape to check against (older programs)
+    shape = tuple(None if isinstance(d, torch.SymInt) else int(d) for d in val.shape)
+    want = tuple(None if z is None else int(z) * int(s) for z, s in zip(input_zyx, scale, strict=True))
+    if len(shape) != 5 or shape[1] != 1 or any(a is not None and b is not None and a != b for a, b in zip(shape[2:], want, strict=True)):
+        raise ModelError(f"{path}: the program maps (N, 1, {', '.join(map(str, input_zyx))}) to {shape}; with scale_zyx "
+                         f"{list(scale)} zse expects (N, 1, {', '.join(map(str, want))})")
+
+
 class ExportedProgramFactory:
     """PredictorFactory (zse.pipeline.infer) for a `.pt2` exported program.
 
     Picklable. `margin_px` comes from the program's zse metadata (None if it has none). The program
-    maps float32 (N, 1, Z, Y, X) in [-1, 1] to the same shape.
+    maps float32 (N, 1, Z, Y, X) in [-1, 1] to (N, 1, Z·sz, Y·sy, X·sx), `scale_zyx` from the metadata
+    (absent: (1, 1, 1), the same shape).
     """
 
     def __init__(self, path: str | Path, name: str | None = None, amp: str | None = None) -> None:
@@ -438,6 +459,9 @@ class ExportedProgramFactory:
         self.name = name or Path(path).name
         self.checksum = sha256_file(self.path)
         self.margin_px: int | None = margin_from_meta(meta.get("margin_px"), self.path)
+        #: output size / input size per axis (z, y, x): the program maps (N, 1, Z, Y, X) to (N, 1, Z·sz, Y·sy, X·sx)
+        self.scale_zyx: tuple[int, int, int] = scale_from_meta(meta.get("scale_zyx"), self.path)
+        check_program_output(ep, self.input_zyx, self.scale_zyx, self.path)
         self.translation_equivariant = bool_from_meta(meta.get("translation_equivariant"), "translation_equivariant",
                                                       self.path)
         self.meta = meta
