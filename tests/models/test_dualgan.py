@@ -310,3 +310,47 @@ def test_zse_enhance_with_a_tiny_dualgan_checkpoint_doubles_the_planes(tmp_path:
         ref_f = g(vp)[0, 0, :, margin:-margin, margin:-margin].numpy()
     ref = np.clip(np.round((ref_f + 1.0) * 127.5), 0, 255)
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------------------------------ bundled weights
+
+
+def test_bundled_weights_are_small_self_describing_and_from_the_cpu_preset() -> None:
+    from zse.models.registry import BUNDLED, WEIGHTS_DIR, available, resolve
+
+    path = WEIGHTS_DIR / "dualgan-3d.pt"
+    assert "dualgan-3d" in BUNDLED and "dualgan-3d" in available()
+    assert path.stat().st_size < 10e6
+    ck = load_checkpoint(path)
+    assert ck["kind"] == "inference" and ck["scale_zyx"] == [2, 1, 1] and ck["margin_px"] == 8
+    # trained with the preset models/weights/README.md names (fields added since take their defaults)
+    recorded = config_from_dict(ck["train_config"]).model_dump(mode="json")
+    assert recorded == load_config("dualgan-3d-cpu").model_dump(mode="json")
+    f = resolve("dualgan-3d")
+    assert f.scale_zyx == (2, 1, 1)  # type: ignore[attr-defined]
+    x = torch.rand(1, 1, 29, 24, 24) * 2 - 1
+    y = f.build("cpu")(x)
+    assert y.shape == (1, 1, 58, 24, 24) and torch.isfinite(y).all()
+    lin = torch.nn.functional.interpolate(x, scale_factor=(2, 1, 1), mode="trilinear", align_corners=False)
+    assert (y - lin).abs().mean() > 1e-3  # trained: no longer the untrained generator (linear interpolation)
+
+
+def test_zse_enhance_with_the_bundled_model_on_a_tiny_ome_zarr(tmp_path: Path) -> None:
+    from zse.pipeline.io.ngff import open_image
+    from zse.pipeline.io.write import write_volume
+    from zse.workflows.cli import main
+
+    vol = np.random.default_rng(5).integers(90, 200, (6, 40, 44)).astype(np.uint8)
+    src = write_volume(tmp_path / "in.ome.zarr", vol, voxel_size_um=(1.0, 0.5, 0.5), progress=False)
+    out = tmp_path / "out.ome.zarr"
+    try:
+        main(["enhance", str(src), str(out), "--model", "dualgan-3d", "--tile", "128", "--block", "128", "--workers",
+              "0", "--no-skip-background", "--quiet"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == 0
+    img = open_image(out)
+    assert img.meta.voxel_size_um == pytest.approx((0.5, 0.5, 0.5))
+    got = np.asarray(img.levels[0][...])
+    assert got.shape == (12, 40, 44) and got.dtype == np.uint8
