@@ -63,12 +63,15 @@ REGISTRY: dict[str, tuple[Callable[..., PredictorFactory], str]] = {
     "cyclegan-2d": (_bundled("cyclegan-2d.pt"), "COMI's CycleGAN, a 2D ResNet on every plane (bundled; a 22-minute "
                     "CPU training without the VGG content term; invents texture on out-of-focus planes, see "
                     "models/weights/README.md)"),
+    "dualgan-3d": (_bundled("dualgan-3d.pt"), "3D-dualHRGAN z super-resolution ×2 (29 → 58 planes at half the z step; "
+                   "bundled; a 30-minute CPU training on simulator scans, loses to linear interpolation, see "
+                   "benchmarks/results/zsr.md)"),
     "rl-deconv": (_rl_deconv, "3D Richardson–Lucy on optical density with a theoretical widefield PSF"),
     "unsharp": (_unsharp, "per-plane 2D unsharp mask (σ 2 px, amount 1): the plain-sharpening baseline"),
     "identity": (_identity, "returns the input unchanged (for checks)"),
 }
 
-BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup", "cyclegan-2d")
+BUNDLED = ("unet3d-gan", "zse-gan", "zse-gan-warmup", "cyclegan-2d", "dualgan-3d")
 """Registry names backed by a weights file in models/weights/ (`<name>.pt`)."""
 
 DEFAULT_MODEL = "unet3d-gan"
