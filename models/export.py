@@ -438,8 +438,8 @@ def check_program_output(ep: torch.export.ExportedProgram, input_zyx: tuple[int 
     shape = tuple(None if isinstance(d, torch.SymInt) else int(d) for d in val.shape)
     want = tuple(None if z is None else int(z) * int(s) for z, s in zip(input_zyx, scale, strict=True))
     if len(shape) != 5 or shape[1] != 1 or any(a is not None and b is not None and a != b for a, b in zip(shape[2:], want, strict=True)):
-        raise ModelError(f"{path}: the program maps (N, 1, {', '.join(map(str, input_zyx))}) to {shape}; with scale_zyx "
-                         f"{list(scale)} zse expects (N, 1, {', '.join(map(str, want))})")
+        raise ModelError(f"{path}: the program maps input shape (N, 1, {', '.join(map(str, input_zyx))}) to output shape "
+                         f"{shape}; with scale_zyx {list(scale)} zse expects (N, 1, {', '.join(map(str, want))})")
 
 
 class ExportedProgramFactory:
