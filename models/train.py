@@ -165,6 +165,13 @@ def restore_training(last: Path, cfg: Config, nets: dict[str, torch.nn.Module], 
     return ck
 
 
+def resumed_step(ck: dict[str, Any], last: Path) -> int:
+    """The step count of a training checkpoint `ck` read from `last` (ModelError when absent or not an int)."""
+    if not isinstance(ck.get("step"), int) or isinstance(ck.get("step"), bool):
+        raise ModelError(f"--resume: {last} has no step count (step {ck.get('step')!r}); it is damaged")
+    return int(ck["step"])
+
+
 def open_log(out: Path, cfg: Config, resume: bool, fields: list[str]) -> tuple[Any, csv.DictWriter]:
     """Write OUT/config.yaml and open OUT/train_log.csv (appended to on resume): (file, writer)."""
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

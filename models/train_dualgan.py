@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zse.errors import ConfigError, ModelError
+from zse.errors import ConfigError
 from zse.models.checkpoint import export_generator, save_checkpoint
 from zse.models.config import Config
 from zse.models.networks.wdsr import (
@@ -67,6 +67,7 @@ def train_dualgan_3d(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
         prepare_run_dir,
         resolve_device,
         restore_training,
+        resumed_step,
         seed_everything,
     )
 
@@ -113,9 +114,7 @@ def train_dualgan_3d(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     step = 0
     if resume:
         ck = restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)
-        if not isinstance(ck.get("step"), int):
-            raise ModelError(f"--resume: {last} has no step count (step {ck.get('step')!r}); it is damaged")
-        step = int(ck["step"])
+        step = resumed_step(ck, last)
     log_f, writer = open_log(out, cfg, resume, LOG_FIELDS)
     log_path = out / "train_log.csv"
 

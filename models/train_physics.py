@@ -31,7 +31,6 @@ import torch
 from tqdm import tqdm
 
 import zse
-from zse.errors import ModelError
 from zse.models.checkpoint import (
     FORMAT,
     NORMALISATION,
@@ -98,6 +97,7 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
         prepare_run_dir,
         resolve_device,
         restore_training,
+        resumed_step,
         seed_everything,
     )
 
@@ -143,9 +143,7 @@ def train_unet3d_gan(cfg: Config, out_dir: str | Path, *, resume: bool = False, 
     step = 0
     if resume:
         ck = restore_training(last, cfg, nets, opts, scheds, np_rng, py_rng, device)
-        if not isinstance(ck.get("step"), int):
-            raise ModelError(f"--resume: {last} has no step count (step {ck.get('step')!r}); it is damaged")
-        step = int(ck["step"])
+        step = resumed_step(ck, last)
     log_f, writer = open_log(out, cfg, resume, LOG_FIELDS)
     log_path = out / "train_log.csv"
 

@@ -17,14 +17,15 @@ from zse.errors import ConfigError
 from zse.models.config import DiscriminatorConfig
 
 
-def _norm2d(kind: str, channels: int) -> nn.Module:
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """The 2D normalisation layer of a config's `norm` value ("instance", "batch", "none")."""
     if kind == "instance":
         return nn.InstanceNorm2d(channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "none":
         return nn.Identity()
-    raise ConfigError(f"unknown discriminator norm '{kind}' (valid: instance, batch, none)")
+    raise ConfigError(f"unknown 2D norm '{kind}' (valid: instance, batch, none)")
 
 
 class PatchDiscriminator2D(nn.Module):
@@ -38,11 +39,11 @@ class PatchDiscriminator2D(nn.Module):
             c_out = cfg.ndf * 2**i
             layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1))
             if i > 0:
-                layers.append(_norm2d(cfg.norm, c_out))
+                layers.append(norm2d(cfg.norm, c_out))
             layers.append(nn.LeakyReLU(0.2))
             c_in = c_out
         if cfg.head == "pix2pix":  # 70×70 receptive field for n_layers 3 (pix2pix, CycleGAN, COMI)
-            layers += [nn.Conv2d(c_in, 2 * c_in, 4, 1, 1), _norm2d(cfg.norm, 2 * c_in), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c_in, 2 * c_in, 4, 1, 1), norm2d(cfg.norm, 2 * c_in), nn.LeakyReLU(0.2)]
             layers.append(nn.Conv2d(2 * c_in, 1, 4, 1, 1))
         else:
             layers.append(nn.Conv2d(c_in, 1, 2, 1, 1))

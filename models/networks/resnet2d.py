@@ -24,18 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zse.errors import ConfigError
 from zse.models.config import ResNet2DConfig
-
-
-def _norm2d(kind: str, channels: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ConfigError(f"unknown resnet2d norm '{kind}' (valid: instance, batch, none)")
+from zse.models.networks.discriminators import norm2d
 
 
 class _Block(nn.Module):
@@ -44,7 +34,7 @@ class _Block(nn.Module):
     def __init__(self, c_in: int, c_out: int, k: int, cfg: ResNet2DConfig, *, stride: int = 1, relu: bool = True) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, padding_mode=cfg.padding)
-        self.norm = _norm2d(cfg.norm, c_out)
+        self.norm = norm2d(cfg.norm, c_out)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

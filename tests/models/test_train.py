@@ -211,3 +211,14 @@ def test_files_matched_reals_take_the_stacks_brightness(tmp_path: Path) -> None:
     assert abs(float(m.sharp2d.float().mean()) - float(ref.mean())) < 1.0
     assert abs(float(m.sharp2d.float().std()) - float(ref.std())) < 1.0
     assert m.sharp2d.shape == bright.sharp2d.shape and m.sharp29.shape == bright.sharp29.shape
+
+
+def test_resumed_step_refuses_a_checkpoint_without_a_whole_step_count(tmp_path: Path) -> None:
+    from zse.errors import ModelError
+    from zse.models.train import resumed_step
+
+    last = tmp_path / "last.pt"
+    assert resumed_step({"step": 7}, last) == 7
+    for bad in ({}, {"step": None}, {"step": "7"}, {"step": 7.0}, {"step": True}):
+        with pytest.raises(ModelError, match="no step count"):
+            resumed_step(bad, last)
